@@ -1,10 +1,9 @@
 //! The Internet checksum (RFC 1071): full computation, pseudo-headers, and RFC 1624 incremental
 //! updates for 16-, 32- and 128-bit field changes.
 //!
-//! Sums are carried as a `u32` accumulator of 16-bit big-endian words that is folded only at the
-//! end; a buffer would need more than 2^16 maximum-size words to overflow it, and every function
-//! here that feeds it adds at most 64 KiB plus a pseudo-header at a time, well below that, with
-//! wrapping arithmetic as a guard.
+//! Sums are carried as a `u32` running sum of 16-bit big-endian words. [`sum`] adds in a 64-bit
+//! accumulator and returns its result folded to 16 bits, so a caller can add a few more words
+//! to it (pseudo-header fields, another buffer) without losing a carry.
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
@@ -13,7 +12,7 @@ use super::number::IpProtocol;
 /// Adds `data` to a running one's-complement sum, as big-endian 16-bit words (an odd final byte
 /// is padded with zero). The result is not folded or complemented.
 #[must_use]
-pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
+pub fn sum(acc: u32, data: &[u8]) -> u32 {
     // Four bytes at a time into a 64-bit accumulator: no carries can be lost before folding.
     let mut wide = u64::from(acc);
     let mut chunks = data.chunks_exact(4);
@@ -28,12 +27,12 @@ pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
         let lo = pair.get(1).copied().unwrap_or(0);
         wide = wide.wrapping_add(u64::from(u16::from_be_bytes([hi, lo])));
     }
-    // Fold 64 -> 32 bits keeping the one's-complement value modulo 0xFFFF.
-    while wide > u64::from(u32::MAX) {
-        wide = (wide & 0xFFFF_FFFF).wrapping_add(wide >> 32);
+    // Fold to 16 bits (end-around carry) so that callers can keep adding words to the result
+    // without losing carries.
+    while wide > 0xFFFF {
+        wide = (wide & 0xFFFF).wrapping_add(wide >> 16);
     }
-    acc = u32::try_from(wide).unwrap_or(u32::MAX);
-    acc
+    u32::try_from(wide).unwrap_or(0xFFFF)
 }
 
 /// Folds a running sum into 16 bits (end-around carry), without complementing.

@@ -137,8 +137,10 @@ impl Summary {
     pub fn parse_ip(&mut self, packet: &[u8]) -> Result<()> {
         *self = Summary::default();
         match packet.first().map(|b| b >> 4) {
+            Some(4) => self.parse_ipv4(packet),
             Some(6) => self.parse_ipv6(packet),
-            Some(_) => self.parse_ipv4(packet),
+            // Neither version: no network layer is named (l3 stays `None`).
+            Some(_) => Err(Error::Ipv4BadVersion),
             None => Err(Error::Ipv4Truncated),
         }
     }
@@ -152,17 +154,13 @@ impl Summary {
             self.dst = Some(IpAddr::V4(ip.dst()));
             self.proto = Some(ip.proto());
         }
+        if ip.is_fragment() {
+            self.fragment = Some(Fragment { ident: u32::from(ip.ident.get()), offset: ip.frag_offset(), more: ip.more_frags() });
+        }
         let packet = Ipv4Packet::new_checked(bytes)?;
         let header = packet.header();
         self.l3_end = self.l3_offset.saturating_add(usize::from(header.total_len()));
         self.l4_offset = self.l3_offset.saturating_add(header.header_len());
-        if header.is_fragment() {
-            self.fragment = Some(Fragment {
-                ident: u32::from(header.ident.get()),
-                offset: header.frag_offset(),
-                more: header.more_frags(),
-            });
-        }
         self.parse_transport(header.proto(), packet.payload())
     }
 
@@ -175,7 +173,17 @@ impl Summary {
             self.dst = Some(IpAddr::V6(ip.dst()));
             self.proto = Some(ip.next_header());
         }
-        let payload_len = Ipv6Packet::<&[u8]>::payload_len_of(ip, after)?;
+        let payload_len = match Ipv6Packet::<&[u8]>::payload_len_of(ip, after) {
+            Ok(len) => len,
+            Err(e) => {
+                // Report what the extension headers that were captured say, then fail.
+                if let Ok(chain) = walk_extensions(ip.next_header(), after) {
+                    self.proto = Some(chain.proto);
+                    self.fragment = chain.fragment;
+                }
+                return Err(e);
+            }
+        };
         let payload = after.get(..payload_len).ok_or(Error::Ipv6BadPayloadLen)?;
         self.l3_end = self.l3_offset.saturating_add(Ipv6Header::LEN).saturating_add(payload_len);
         let chain = walk_extensions(ip.next_header(), payload)?;
