@@ -11,7 +11,7 @@
 //! is checked or explicitly wrapping.
 #![no_std]
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
+#![deny(missing_docs, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 #![cfg_attr(
     not(test),
     deny(

@@ -33,7 +33,10 @@ impl Link {
 
 /// Calls `each(frame_number, link, bytes)` for every packet record of a pcap or pcapng file, in
 /// order, numbered from 1; `link` is `Err(linktype)` for unsupported link types.
-pub(crate) fn for_each_frame(path: &str, mut each: impl FnMut(u64, Result<Link, Linktype>, &[u8])) -> Result<(), String> {
+pub(crate) fn for_each_frame(
+    path: &str,
+    mut each: impl FnMut(u64, Result<Link, Linktype>, &[u8]),
+) -> Result<(), String> {
     let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let mut capacity = 1 << 16;
     let mut reader = create_reader(capacity, file).map_err(|e| format!("{path}: not a pcap or pcapng file: {e:?}"))?;
@@ -127,10 +130,8 @@ pub(crate) fn dissect(frame: u64, link: Link, data: &[u8]) -> Value {
     if let Some(flags) = summary.tcp_flags {
         out.insert("tcp_flags".into(), json!(flags.bits()));
     }
-    if result.is_ok() {
-        if let Some(ok) = summary.l4_checksum_ok(data) {
-            out.insert("l4_csum_ok".into(), json!(ok));
-        }
+    if let (Ok(()), Some(ok)) = (result, summary.l4_checksum_ok(data)) {
+        out.insert("l4_csum_ok".into(), json!(ok));
     }
     if let Some(icmp) = summary.icmp {
         out.insert("icmp_type".into(), json!(icmp.ty));

@@ -20,10 +20,10 @@ fn main() -> ExitCode {
     let mut write_error = None;
     let result = capture::for_each_frame(path, |frame, link, data| match link {
         Ok(link) => {
-            if write_error.is_none() {
-                if let Err(e) = writeln!(out, "{}", capture::dissect(frame, link, data)) {
-                    write_error = Some(e);
-                }
+            if write_error.is_none()
+                && let Err(e) = writeln!(out, "{}", capture::dissect(frame, link, data))
+            {
+                write_error = Some(e);
             }
         }
         Err(linktype) => {

@@ -77,7 +77,9 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, length:
 #[must_use]
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {
     // HC' = ~(~HC + ~m + m')
-    let acc = u32::from(!check).wrapping_add(u32::from(!old)).wrapping_add(u32::from(new));
+    let acc = u32::from(!check)
+        .wrapping_add(u32::from(!old))
+        .wrapping_add(u32::from(new));
     !fold(acc)
 }
 
@@ -100,7 +102,9 @@ pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
     // complement of the old sum instead of complementing word by word.
     let old_sum = fold(sum(0, old));
     let new_sum = sum(0, new);
-    let acc = u32::from(!check).wrapping_add(u32::from(!old_sum)).wrapping_add(new_sum);
+    let acc = u32::from(!check)
+        .wrapping_add(u32::from(!old_sum))
+        .wrapping_add(new_sum);
     !fold(acc)
 }
 
@@ -138,8 +142,8 @@ mod tests {
     fn known_ipv4_header() {
         // A header from Wikipedia's IPv4 checksum example; its checksum is b861.
         let hdr = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
-            0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(checksum(&hdr), 0xb861);
         let mut with = hdr;

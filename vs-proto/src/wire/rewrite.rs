@@ -220,7 +220,11 @@ impl<'a> Rewriter<'a> {
     }
 
     fn update_ipv4_checksum(&mut self, f: impl FnOnce(u16) -> u16) -> Result<()> {
-        let at = self.summary.l3_offset.checked_add(V4_CHECKSUM).ok_or(Error::NotApplicable)?;
+        let at = self
+            .summary
+            .l3_offset
+            .checked_add(V4_CHECKSUM)
+            .ok_or(Error::NotApplicable)?;
         let current = u16::from_be_bytes(read::<2>(self.packet, at)?);
         write(self.packet, at, &f(current).to_be_bytes())
     }
@@ -229,12 +233,18 @@ impl<'a> Rewriter<'a> {
 /// Reads `N` bytes at `at`.
 fn read<const N: usize>(packet: &[u8], at: usize) -> Result<[u8; N]> {
     let end = at.checked_add(N).ok_or(Error::NotApplicable)?;
-    packet.get(at..end).and_then(|b| b.try_into().ok()).ok_or(Error::NotApplicable)
+    packet
+        .get(at..end)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Error::NotApplicable)
 }
 
 /// Writes `bytes` at `at`.
 fn write(packet: &mut [u8], at: usize, bytes: &[u8]) -> Result<()> {
     let end = at.checked_add(bytes.len()).ok_or(Error::NotApplicable)?;
-    packet.get_mut(at..end).ok_or(Error::NotApplicable)?.copy_from_slice(bytes);
+    packet
+        .get_mut(at..end)
+        .ok_or(Error::NotApplicable)?
+        .copy_from_slice(bytes);
     Ok(())
 }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test of the project: formatting, lints, the test suites (incl. the capture corpus
+# against tshark when ../shared/pcaps and tshark are present), the no-std proof, docs, the
+# defmt build, benchmark compilation and a bounded fuzz smoke run (when cargo-fuzz is installed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p vs-proto --features defmt -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "no-std proof"
+./ci/nostd-check.sh
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+
+step "benchmarks compile"
+cargo bench --workspace --no-run -q
+
+if cargo fuzz --version >/dev/null 2>&1; then
+    step "fuzz smoke run (${VS_FUZZ_SECONDS:-30} s)"
+    ./scripts/fuzz.sh "${VS_FUZZ_SECONDS:-30}" 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY)' || true
+    if ls fuzz/artifacts/parse/crash-* >/dev/null 2>&1; then
+        echo "fuzz: crash found: $(ls fuzz/artifacts/parse/crash-*)"
+        exit 1
+    fi
+else
+    echo "SKIP: fuzz smoke run (cargo-fuzz not installed; .ci/run installs it)"
+fi
+
+step "all tests passed"
