@@ -37,13 +37,14 @@ pub fn sum(acc: u32, data: &[u8]) -> u32 {
 
 /// Folds a running sum into 16 bits (end-around carry), without complementing.
 #[must_use]
-pub const fn fold(mut acc: u32) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF).wrapping_add(acc >> 16);
-    }
-    // The loop leaves at most 16 significant bits.
+#[inline]
+pub const fn fold(acc: u32) -> u16 {
+    // Two end-around carries fold any u32: the first leaves at most 0x1FFFE, the second at
+    // most 0xFFFF. Branch-free on purpose: this runs several times per rewritten packet.
+    let once = (acc & 0xFFFF).wrapping_add(acc >> 16);
+    let twice = (once & 0xFFFF).wrapping_add(once >> 16);
     #[allow(clippy::cast_possible_truncation, clippy::as_conversions)]
-    let folded = acc as u16;
+    let folded = twice as u16;
     folded
 }
 
@@ -86,13 +87,44 @@ pub fn update16(check: u16, old: u16, new: u16) -> u16 {
 /// RFC 1624 update for a 32-bit field change (for example an IPv4 address).
 #[must_use]
 pub fn update32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
-    update_bytes(check, &old, &new)
+    update_words(check, old, new)
 }
 
 /// RFC 1624 update for a 128-bit field change (an IPv6 address).
 #[must_use]
 pub fn update128(check: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
-    update_bytes(check, &old, &new)
+    update_words(check, old, new)
+}
+
+/// RFC 1624 update for a fixed-size field change; the loop has a constant trip count and
+/// unrolls, so the per-packet cost is a handful of additions.
+#[must_use]
+#[inline]
+pub fn update_words<const N: usize>(check: u16, old: [u8; N], new: [u8; N]) -> u16 {
+    apply_delta(check, delta(0, old, new))
+}
+
+/// Adds the change of one field to a running checksum delta: the sum of the complements of the
+/// old words and of the new words (RFC 1624 equation 3). Several changes covered by the same
+/// checksum can be added up and applied once with [`apply_delta`].
+#[must_use]
+#[inline]
+pub fn delta<const N: usize>(mut acc: u32, old: [u8; N], new: [u8; N]) -> u32 {
+    // N is even for every field this is used on; with N known the loop unrolls and the
+    // conversions cannot fail.
+    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+        let word = |b: &[u8]| u16::from_be_bytes(b.try_into().unwrap_or([0, 0]));
+        acc = acc.wrapping_add(u32::from(!word(o))).wrapping_add(u32::from(word(n)));
+    }
+    // Keep the running value small so that many deltas can be added without overflow.
+    u32::from(fold(acc))
+}
+
+/// Applies a delta from [`delta`] to a stored checksum: `~(~HC + delta)`.
+#[must_use]
+#[inline]
+pub fn apply_delta(check: u16, delta: u32) -> u16 {
+    !fold(u32::from(!check).wrapping_add(delta))
 }
 
 /// RFC 1624 update for any even-length field change: `old` and `new` must be the same length.

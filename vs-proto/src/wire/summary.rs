@@ -164,11 +164,14 @@ impl Summary {
                 more: ip.more_frags(),
             });
         }
-        let packet = Ipv4Packet::new_checked(bytes)?;
-        let header = packet.header();
-        self.l3_end = self.l3_offset.saturating_add(usize::from(header.total_len()));
-        self.l4_offset = self.l3_offset.saturating_add(header.header_len());
-        self.parse_transport(header.proto(), packet.payload())
+        Ipv4Packet::<&[u8]>::check_header(ip, bytes.len())?;
+        let header_len = ip.header_len();
+        let total_len = usize::from(ip.total_len());
+        self.l3_end = self.l3_offset.saturating_add(total_len);
+        self.l4_offset = self.l3_offset.saturating_add(header_len);
+        // check_header proved header_len <= total_len <= bytes.len().
+        let payload = bytes.get(header_len..total_len).unwrap_or(&[]);
+        self.parse_transport(ip.proto(), payload)
     }
 
     fn parse_ipv6(&mut self, buf: &[u8]) -> Result<()> {
