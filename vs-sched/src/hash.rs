@@ -101,7 +101,7 @@ mod tests {
     fn hash_32_keeps_top_bits() {
         assert_eq!(hash_32(1, 8), 0x61);
         assert_eq!(hash_32(0, 8), 0);
-        assert_eq!(hash_32(2, 32), 0xC390_CC8E);
+        assert_eq!(hash_32(2, 32), 0xC391_0C8E);
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Buckets {
         }
     }
 
+    fn owners(&self) -> impl Iterator<Item = Option<usize>> + '_ {
+        self.0.iter().map(|&s| (s != EMPTY).then_some(usize::from(s)))
+    }
+
     fn get(&self, index: u32) -> Option<usize> {
         let slot = *self.0.get(usize::try_from(index).ok()? % TAB_SIZE)?;
         (slot != EMPTY).then_some(usize::from(slot))
@@ -75,6 +79,11 @@ impl SourceHashing {
     /// The bucket for a key and a probe offset: `(offset + hash_32(port + addr, 8)) & 255`.
     fn bucket(key: u32, offset: u32) -> u32 {
         offset.wrapping_add(hash_32(key, TAB_BITS)) & (TAB_SIZE as u32 - 1)
+    }
+
+    /// The destination position in each bucket (for tests and inspection).
+    pub fn buckets(&self) -> impl Iterator<Item = Option<usize>> + '_ {
+        self.buckets.owners()
     }
 
     fn reassign(&mut self, dests: &[Dest]) {
@@ -143,6 +152,11 @@ impl DestinationHashing {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The destination position in each bucket (for tests and inspection).
+    pub fn buckets(&self) -> impl Iterator<Item = Option<usize>> + '_ {
+        self.buckets.owners()
     }
 }
 

@@ -86,6 +86,11 @@ impl<const SETS: usize> Cache<SETS> {
         usize::try_from(hash_32(fold_addr(addr), bits)).unwrap_or(0) % SETS.max(1)
     }
 
+    fn get(&self, addr: IpAddr) -> Option<&Entry> {
+        let set = self.sets.get(Self::set_index(addr))?;
+        set.iter().flatten().find(|e| e.addr == addr)
+    }
+
     fn get_mut(&mut self, addr: IpAddr) -> Option<&mut Entry> {
         let set = self.sets.get_mut(Self::set_index(addr))?;
         set.iter_mut().flatten().find(|e| e.addr == addr)
@@ -226,6 +231,12 @@ impl<const SETS: usize> Lblc<SETS> {
     pub fn cached(&self) -> usize {
         self.cache.entries
     }
+
+    /// The server cached for a destination address.
+    #[must_use]
+    pub fn cached_for(&self, addr: IpAddr) -> Option<DestId> {
+        self.cache.get(addr).and_then(|e| e.targets.dests.first().copied())
+    }
 }
 
 impl<const SETS: usize> Scheduler for Lblc<SETS> {
@@ -298,6 +309,12 @@ impl<const SETS: usize> Lblcr<SETS> {
     /// Sets `lblcr_expiration` (default 24 h).
     pub fn set_expiration_ms(&mut self, ms: u64) {
         self.cache.expiration_ms = ms;
+    }
+
+    /// The server set cached for a destination address, newest first.
+    #[must_use]
+    pub fn cached_set(&self, addr: IpAddr) -> Option<&[DestId]> {
+        self.cache.get(addr).map(|e| e.targets.dests.as_slice())
     }
 }
 
