@@ -1,5 +1,5 @@
 //! The no-std proof: a freestanding static binary with its own panic handler that calls the
-//! parser and the rewriters of `vs-proto`.
+//! parser and the rewriters of `vs-proto` and every scheduler of `vs-sched`.
 //!
 //! If any crate in `vs-proto`'s dependency graph linked `std`, this fails to build with a
 //! duplicate `panic_impl` lang item (E0152); if any linked `alloc`, it fails with "no global
@@ -11,6 +11,7 @@
 use core::panic::PanicInfo;
 
 use vs_proto::wire::{ChecksumCaps, PacketBuf, Rewriter, Summary, TunnelHeader, decapsulate, encapsulate};
+use vs_sched::{BUILTIN_NAMES, Builtin, DestConfig, DestList, PacketInfo, SchedParams, Scheduler};
 
 /// Ethernet / IPv4 / UDP, ports 1000 -> 53, checksums valid.
 const FRAME: [u8; 42] = [
@@ -51,12 +52,39 @@ fn exercise(storage: &mut [u8; 128]) -> usize {
     buf.len()
 }
 
+/// Builds a service for every built-in scheduler and schedules one connection with each.
+fn schedule_all() -> usize {
+    let mut picked = 0;
+    let packet = PacketInfo {
+        proto: 6,
+        src: core::net::Ipv4Addr::new(198, 18, 0, 1).into(),
+        dst: core::net::Ipv4Addr::new(198, 18, 0, 100).into(),
+        sport: 40000,
+        dport: 80,
+        inverse: false,
+    };
+    for name in BUILTIN_NAMES {
+        let Ok(mut sched) = Builtin::by_name(name, &SchedParams::default()) else { continue };
+        let mut list = DestList::<4>::new();
+        if sched.init_service(list.as_slice()).is_err() {
+            continue;
+        }
+        for last in 1..=3u8 {
+            let addr = core::net::Ipv4Addr::new(198, 18, 1, last).into();
+            let _ = list.add(&mut sched, addr, 80, DestConfig { weight: u32::from(last), ..DestConfig::default() });
+        }
+        picked += usize::from(list.schedule(&mut sched, &packet, 0).is_some());
+    }
+    picked
+}
+
 /// The entry point the linker looks for when there are no start files.
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
     let mut storage = [0u8; 128];
     let n = exercise(&mut storage);
     core::hint::black_box(n);
+    core::hint::black_box(schedule_all());
     loop {
         core::hint::spin_loop();
     }
