@@ -13,6 +13,7 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p vs-proto --features defmt -- -D warnings
+cargo clippy -p vs-sched --features defmt -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace

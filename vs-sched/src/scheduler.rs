@@ -160,7 +160,15 @@ pub(crate) fn position(dests: &[Dest], id: crate::dest::DestId) -> Option<usize>
 
 /// `a/wa > b/wb`, without division, as the kernel's cross products (`loh * wD > doh * wL`).
 pub(crate) fn more_loaded(load_a: u64, weight_a: u32, load_b: u64, weight_b: u32) -> bool {
-    u128::from(load_a) * u128::from(weight_b) > u128::from(load_b) * u128::from(weight_a)
+    // Loads are below 2^41 and weights below 2^32: the products fit in u128, and in u64 in
+    // every realistic case, which is the cheap path.
+    match (
+        load_a.checked_mul(u64::from(weight_b)),
+        load_b.checked_mul(u64::from(weight_a)),
+    ) {
+        (Some(x), Some(y)) => x > y,
+        _ => u128::from(load_a) * u128::from(weight_b) > u128::from(load_b) * u128::from(weight_a),
+    }
 }
 
 /// The weighted-least-connection pick shared by wlc, sed, lblc and lblcr: the first
@@ -168,19 +176,17 @@ pub(crate) fn more_loaded(load_a: u64, weight_a: u32, load_b: u64, weight_b: u32
 /// whose `load/weight` is strictly lower. Ties keep the earlier destination.
 pub(crate) fn weighted_least(dests: &[Dest], load: impl Fn(&Dest) -> u64) -> Option<usize> {
     let mut iter = dests.iter().enumerate();
-    let (mut best, mut best_load) = iter
-        .by_ref()
-        .find(|(_, d)| !d.is_overloaded() && d.weight > 0)
-        .map(|(i, d)| (i, load(d)))?;
+    let (mut best, first) = iter.by_ref().find(|(_, d)| !d.is_overloaded() && d.weight > 0)?;
+    let (mut best_load, mut best_weight) = (load(first), first.weight);
     for (i, d) in iter {
         if d.is_overloaded() {
             continue;
         }
         let dl = load(d);
-        let best_weight = dests.get(best).map_or(0, |b| b.weight);
         if more_loaded(best_load, best_weight, dl, d.weight) {
             best = i;
             best_load = dl;
+            best_weight = d.weight;
         }
     }
     Some(best)
