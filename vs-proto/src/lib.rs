@@ -25,4 +25,5 @@
     )
 )]
 
+pub mod conn;
 pub mod wire;

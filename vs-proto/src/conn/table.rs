@@ -1,0 +1,733 @@
+//! The fixed-capacity connection table: DPDK `rte_hash`-style buckets of one cache line (eight
+//! 16-bit tags and eight entry indices) over a separate array of 64-byte entries, with a keyed
+//! hash seeded by the host.
+//!
+//! Each connection is hashed once, by (protocol, client address, client port), as IPVS does:
+//! client→VIP packets and (for NAT) real server→client replies both name the client, so both
+//! directions find the entry through the same bucket. A lookup reads one bucket line and, on a
+//! tag match, the entry's line; a miss touches the bucket only. An entry that finds its primary
+//! bucket full goes to a secondary bucket, and the primary is marked so that lookups know to
+//! look there too (they do not otherwise).
+//!
+//! The hash is NH (the almost-universal hash of UMAC): the key's 64-bit words plus per-table
+//! secret words, multiplied in pairs. The secret words come from the host's seed, so collisions
+//! cannot be precomputed by a client that does not know the seed. (hash32's FNV and Murmur3
+//! take no key, which is why they are not used here.)
+//!
+//! All memory is given at initialisation: [`ConnTable::footprint`] says how many bytes a
+//! capacity needs, [`ConnTable::new`] carves them with zerocopy (no `unsafe`). Nothing is
+//! allocated afterwards; every operation does bounded work.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use super::state::ConnState;
+use crate::wire::IpProtocol;
+
+/// Ways per bucket.
+pub const WAYS: usize = 8;
+/// An index meaning "no entry".
+const NO_SLOT: u32 = u32::MAX;
+
+/// How a connection forwards packets (IPVS's forwarding methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum Forward {
+    /// NAT / masquerading (`-m`).
+    Nat = 0,
+    /// Direct routing / gatewaying (`-g`).
+    DirectRoute = 1,
+    /// IP-in-IP tunnel (`-i`).
+    Tunnel = 2,
+}
+
+impl Forward {
+    fn from_bits(bits: u16) -> Forward {
+        match bits & FWD_MASK {
+            1 => Forward::DirectRoute,
+            2 => Forward::Tunnel,
+            _ => Forward::Nat,
+        }
+    }
+}
+
+const FWD_MASK: u16 = 0x0003;
+/// The entry holds a connection.
+const F_USED: u16 = 0x0004;
+/// Addresses are IPv6 (else IPv4, stored in the first four bytes).
+const F_V6: u16 = 0x0008;
+/// No reply seen yet (every DR / TUN connection, and NAT before its first reply).
+const F_NOOUTPUT: u16 = 0x0010;
+/// A persistence template rather than a connection.
+const F_TEMPLATE: u16 = 0x0020;
+
+/// One connection: 64 bytes, one cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C, align(64))]
+pub struct Conn {
+    caddr: [u8; 16],
+    vaddr: [u8; 16],
+    daddr: [u8; 16],
+    cport: u16,
+    vport: u16,
+    dport: u16,
+    proto: u8,
+    state: u8,
+    flags: u16,
+    dest: u16,
+    expires: u32,
+}
+
+/// What a new connection is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NewConn {
+    /// Transport protocol.
+    pub proto: IpProtocol,
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port the client connected to.
+    pub virt: (IpAddr, u16),
+    /// Real server address and port.
+    pub real: (IpAddr, u16),
+    /// Forwarding method.
+    pub forward: Forward,
+    /// The real server's slot in the engine.
+    pub dest: u16,
+    /// Initial state.
+    pub state: ConnState,
+    /// Expiry time in table ticks.
+    pub expires: u32,
+    /// True for a persistence template.
+    pub template: bool,
+}
+
+fn octets(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            if let Some(head) = o.get_mut(..4) {
+                head.copy_from_slice(&a.octets());
+            }
+            o
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+impl Conn {
+    fn addr(&self, bytes: [u8; 16]) -> IpAddr {
+        if self.flags & F_V6 != 0 {
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        } else {
+            let [a, b, c, d, ..] = bytes;
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+    }
+
+    /// True when the slot holds a connection.
+    #[must_use]
+    pub fn is_used(&self) -> bool {
+        self.flags & F_USED != 0
+    }
+
+    /// Transport protocol.
+    #[must_use]
+    pub fn proto(&self) -> IpProtocol {
+        IpProtocol(self.proto)
+    }
+
+    /// Client address and port.
+    #[must_use]
+    pub fn client(&self) -> (IpAddr, u16) {
+        (self.addr(self.caddr), self.cport)
+    }
+
+    /// Virtual address and port.
+    #[must_use]
+    pub fn virt(&self) -> (IpAddr, u16) {
+        (self.addr(self.vaddr), self.vport)
+    }
+
+    /// Real server address and port.
+    #[must_use]
+    pub fn real(&self) -> (IpAddr, u16) {
+        (self.addr(self.daddr), self.dport)
+    }
+
+    /// Forwarding method.
+    #[must_use]
+    pub fn forward(&self) -> Forward {
+        Forward::from_bits(self.flags)
+    }
+
+    /// The real server's slot.
+    #[must_use]
+    pub fn dest(&self) -> u16 {
+        self.dest
+    }
+
+    /// Current state.
+    #[must_use]
+    pub fn state(&self) -> ConnState {
+        ConnState::from_index(self.state).unwrap_or(ConnState::None)
+    }
+
+    /// Sets the state.
+    pub fn set_state(&mut self, state: ConnState) {
+        self.state = state as u8;
+    }
+
+    /// Expiry time in table ticks.
+    #[must_use]
+    pub fn expires(&self) -> u32 {
+        self.expires
+    }
+
+    /// Sets the expiry time.
+    pub fn set_expires(&mut self, ticks: u32) {
+        self.expires = ticks;
+    }
+
+    /// True while no reply has been seen.
+    #[must_use]
+    pub fn no_output(&self) -> bool {
+        self.flags & F_NOOUTPUT != 0
+    }
+
+    /// Records that a reply was seen.
+    pub fn clear_no_output(&mut self) {
+        self.flags &= !F_NOOUTPUT;
+    }
+
+    /// True for a persistence template.
+    #[must_use]
+    pub fn is_template(&self) -> bool {
+        self.flags & F_TEMPLATE != 0
+    }
+
+    fn v6(&self) -> bool {
+        self.flags & F_V6 != 0
+    }
+}
+
+// The layout promises: one cache line per entry and per bucket.
+const _: () = assert!(size_of::<Conn>() == 64 && size_of::<Bucket>() == 64);
+
+/// A bucket: eight tags (0 = empty way) and the entry index of each way, on one cache line.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C, align(64))]
+pub struct Bucket {
+    tags: [u16; WAYS],
+    slots: [u32; WAYS],
+    /// Some entry of this bucket lives in its secondary bucket.
+    overflowed: u8,
+    _pad: [u8; 15],
+}
+
+/// Why an insert failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InsertError {
+    /// Every entry is in use.
+    TableFull,
+    /// Both candidate buckets are full (rare at the sizes `footprint` picks).
+    BucketsFull,
+}
+
+/// Why the given memory cannot hold a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum MemoryError {
+    /// Fewer bytes than [`ConnTable::footprint`] asked for.
+    TooSmall,
+    /// Capacity 0, or above 2^31.
+    BadCapacity,
+}
+
+/// Where a connection lives: its index in the entry array (stable while it lives).
+pub type ConnIndex = u32;
+
+/// The connection table over host-supplied memory.
+#[derive(Debug)]
+pub struct ConnTable<'a> {
+    buckets: &'a mut [Bucket],
+    conns: &'a mut [Conn],
+    free: &'a mut [u32],
+    free_len: usize,
+    mask: usize,
+    key: [u64; 4],
+    sweep_cursor: usize,
+}
+
+/// Buckets for a capacity: a power of two with at least twice as many ways as entries.
+const fn bucket_count(capacity: usize) -> usize {
+    let wanted = capacity.div_ceil(WAYS / 2);
+    match wanted.checked_next_power_of_two() {
+        Some(n) => n,
+        None => usize::MAX,
+    }
+}
+
+impl<'a> ConnTable<'a> {
+    /// Bytes of memory a table of `capacity` connections needs (including up to 63 bytes to
+    /// align the start).
+    #[must_use]
+    pub const fn footprint(capacity: usize) -> usize {
+        // Saturating: an absurd capacity asks for more memory than exists instead of wrapping.
+        let buckets = bucket_count(capacity).saturating_mul(size_of::<Bucket>());
+        let conns = capacity.saturating_mul(size_of::<Conn>());
+        let free = capacity.saturating_mul(4).saturating_add(63);
+        63usize
+            .saturating_add(buckets)
+            .saturating_add(conns)
+            .saturating_add(free)
+    }
+
+    /// Lays a table of `capacity` connections out in `memory`, seeding the hash with `seed`.
+    ///
+    /// # Errors
+    /// [`MemoryError`] when the memory is too small or the capacity unusable.
+    pub fn new(memory: &'a mut [u8], capacity: usize, seed: u64) -> Result<Self, MemoryError> {
+        if capacity == 0 || capacity > (1 << 31) {
+            return Err(MemoryError::BadCapacity);
+        }
+        if memory.len() < Self::footprint(capacity) {
+            return Err(MemoryError::TooSmall);
+        }
+        // Align the start to a cache line: the address is only used for arithmetic.
+        let misalign = memory.as_ptr() as usize % 64;
+        let skip = (64 - misalign) % 64;
+        let memory = memory.get_mut(skip..).ok_or(MemoryError::TooSmall)?;
+        let nb = bucket_count(capacity);
+        let (buckets, rest) = <[Bucket]>::mut_from_prefix_with_elems(memory, nb).map_err(|_| MemoryError::TooSmall)?;
+        let (conns, rest) = <[Conn]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
+        let (free, _) = <[u32]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
+        Ok(Self::from_parts(buckets, conns, free, seed))
+    }
+
+    fn from_parts(buckets: &'a mut [Bucket], conns: &'a mut [Conn], free: &'a mut [u32], seed: u64) -> Self {
+        buckets.zero();
+        conns.zero();
+        // Hand out low indices first.
+        let n = free.len();
+        for (i, slot) in free.iter_mut().enumerate() {
+            *slot = u32::try_from(n - 1 - i).unwrap_or(NO_SLOT);
+        }
+        let mut sm = seed;
+        let mut next = || {
+            sm = sm.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = sm;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let key = [next(), next(), next(), next()];
+        ConnTable {
+            mask: buckets.len() - 1,
+            buckets,
+            conns,
+            free,
+            free_len: n,
+            key,
+            sweep_cursor: 0,
+        }
+    }
+
+    /// Connections the table can hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Connections in the table.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.conns.len() - self.free_len
+    }
+
+    /// True when empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// NH over (protocol, port, address): two 64×64→128-bit products of key-offset words.
+    fn hash(&self, proto: u8, addr: &[u8; 16], port: u16) -> u64 {
+        let w0 = u64::from_le_bytes(addr.first_chunk::<8>().copied().unwrap_or_default());
+        let w1 = u64::from_le_bytes(addr.last_chunk::<8>().copied().unwrap_or_default());
+        let w2 = (u64::from(proto) << 16) | u64::from(port);
+        let [k0, k1, k2, k3] = self.key;
+        let p0 = u128::from(w0.wrapping_add(k0)) * u128::from(w1.wrapping_add(k1));
+        let p1 = u128::from(w2.wrapping_add(k2)) * u128::from(k3 | 1);
+        let sum = p0.wrapping_add(p1);
+        let (hi, lo) = ((sum >> 64) as u64, sum as u64);
+        hi ^ lo.rotate_left(29)
+    }
+
+    /// The two candidate buckets and the tag for a hash.
+    fn place(&self, h: u64) -> (usize, usize, u16) {
+        let mask = self.mask as u64;
+        let b1 = (h & mask) as usize;
+        let mut b2 = ((h >> 32) & mask) as usize;
+        if b2 == b1 {
+            b2 = (b1 + 1) & self.mask;
+        }
+        let tag = ((h >> 16) as u16) | 1;
+        (b1, b2, tag)
+    }
+
+    /// Finds the entry whose key satisfies `matches`, among the entries hashed under
+    /// (protocol, client address, client port).
+    fn find(&self, proto: u8, caddr: &[u8; 16], cport: u16, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
+        let (b1, b2, tag) = self.place(self.hash(proto, caddr, cport));
+        let first = self.buckets.get(b1)?;
+        if let Some(i) = self.scan(first, tag, &matches) {
+            return Some(i);
+        }
+        if first.overflowed == 0 {
+            return None;
+        }
+        self.scan(self.buckets.get(b2)?, tag, &matches)
+    }
+
+    fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
+        for (t, &slot) in bucket.tags.iter().zip(&bucket.slots) {
+            if *t == tag && self.conns.get(slot as usize).is_some_and(|c| c.is_used() && matches(c)) {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// In-lookup (client → virtual service): the connection (not a template) of this client
+    /// to this virtual address and port.
+    #[must_use]
+    pub fn lookup_in(&self, proto: IpProtocol, client: (IpAddr, u16), virt: (IpAddr, u16)) -> Option<ConnIndex> {
+        let (caddr, vaddr) = (octets(client.0), octets(virt.0));
+        let v6 = client.0.is_ipv6();
+        self.find(proto.0, &caddr, client.1, |c| {
+            !c.is_template()
+                && c.v6() == v6
+                && c.proto == proto.0
+                && c.caddr == caddr
+                && c.cport == client.1
+                && c.vaddr == vaddr
+                && c.vport == virt.1
+        })
+    }
+
+    /// Out-lookup (real server → client): the connection this reply belongs to. For NAT the
+    /// reply comes from the real server's address and port; for DR / TUN (replies the director
+    /// only sees when they are its own) from the virtual ones.
+    #[must_use]
+    pub fn lookup_out(&self, proto: IpProtocol, from: (IpAddr, u16), client: (IpAddr, u16)) -> Option<ConnIndex> {
+        let (caddr, faddr) = (octets(client.0), octets(from.0));
+        let v6 = client.0.is_ipv6();
+        self.find(proto.0, &caddr, client.1, |c| {
+            let source_ok = match c.forward() {
+                Forward::Nat => c.daddr == faddr && c.dport == from.1,
+                _ => c.vaddr == faddr && c.vport == from.1,
+            };
+            !c.is_template()
+                && c.v6() == v6
+                && c.proto == proto.0
+                && c.caddr == caddr
+                && c.cport == client.1
+                && source_ok
+        })
+    }
+
+    /// Inserts a connection and returns its index.
+    ///
+    /// # Errors
+    /// [`InsertError::TableFull`] or [`InsertError::BucketsFull`]; the table is unchanged.
+    pub fn insert(&mut self, new: &NewConn) -> Result<ConnIndex, InsertError> {
+        let caddr = octets(new.client.0);
+        let (b1, b2, tag) = self.place(self.hash(new.proto.0, &caddr, new.client.1));
+        let top = self.free_len.checked_sub(1).ok_or(InsertError::TableFull)?;
+        let index = *self.free.get(top).ok_or(InsertError::TableFull)?;
+        let (bucket, way) = match free_way(self.buckets.get(b1)) {
+            Some(w) => (b1, w),
+            None => {
+                let w = free_way(self.buckets.get(b2)).ok_or(InsertError::BucketsFull)?;
+                if let Some(first) = self.buckets.get_mut(b1) {
+                    first.overflowed = 1;
+                }
+                (b2, w)
+            }
+        };
+        let conn = self.conns.get_mut(index as usize).ok_or(InsertError::TableFull)?;
+        let mut flags = F_USED | new.forward as u16;
+        if new.client.0.is_ipv6() {
+            flags |= F_V6;
+        }
+        if new.forward != Forward::Nat {
+            // DR / TUN replies never pass the director: the connection stays INPUT_ONLY.
+            flags |= F_NOOUTPUT;
+        }
+        if new.template {
+            flags |= F_TEMPLATE;
+        }
+        *conn = Conn {
+            caddr,
+            vaddr: octets(new.virt.0),
+            daddr: octets(new.real.0),
+            cport: new.client.1,
+            vport: new.virt.1,
+            dport: new.real.1,
+            proto: new.proto.0,
+            state: new.state as u8,
+            flags,
+            dest: new.dest,
+            expires: new.expires,
+        };
+        if let Some(b) = self.buckets.get_mut(bucket)
+            && let (Some(t), Some(s)) = (b.tags.get_mut(way), b.slots.get_mut(way))
+        {
+            *t = tag;
+            *s = index;
+        }
+        self.free_len = top;
+        Ok(index)
+    }
+
+    /// The connection at an index.
+    #[must_use]
+    pub fn get(&self, index: ConnIndex) -> Option<&Conn> {
+        self.conns.get(index as usize).filter(|c| c.is_used())
+    }
+
+    /// The connection at an index, for state and timer changes.
+    pub fn get_mut(&mut self, index: ConnIndex) -> Option<&mut Conn> {
+        self.conns.get_mut(index as usize).filter(|c| c.is_used())
+    }
+
+    /// Removes a connection and returns what it was.
+    pub fn remove(&mut self, index: ConnIndex) -> Option<Conn> {
+        let conn = *self.get(index)?;
+        let (b1, b2, tag) = self.place(self.hash(conn.proto, &conn.caddr, conn.cport));
+        for b in [b1, b2] {
+            if let Some(bucket) = self.buckets.get_mut(b) {
+                for (t, s) in bucket.tags.iter_mut().zip(bucket.slots.iter_mut()) {
+                    if *t == tag && *s == index {
+                        *t = 0;
+                        *s = NO_SLOT;
+                    }
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(index as usize) {
+            c.flags = 0;
+        }
+        if let Some(slot) = self.free.get_mut(self.free_len) {
+            *slot = index;
+            self.free_len += 1;
+        }
+        Some(conn)
+    }
+
+    /// Visits up to `budget` entry slots from where the last sweep stopped (wrapping), calling
+    /// `f` with each connection's index; returns how many slots were visited. The host calls
+    /// this with a work budget to expire connections incrementally.
+    pub fn sweep(&mut self, budget: usize, mut f: impl FnMut(&mut Self, ConnIndex)) -> usize {
+        let n = self.conns.len();
+        let visits = budget.min(n);
+        for _ in 0..visits {
+            let i = self.sweep_cursor;
+            self.sweep_cursor = (self.sweep_cursor + 1) % n;
+            if self.conns.get(i).is_some_and(Conn::is_used) {
+                f(self, u32::try_from(i).unwrap_or(NO_SLOT));
+            }
+        }
+        visits
+    }
+
+    /// Every connection in use, by index.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnIndex, &Conn)> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_used())
+            .map(|(i, c)| (u32::try_from(i).unwrap_or(NO_SLOT), c))
+    }
+}
+
+fn free_way(bucket: Option<&Bucket>) -> Option<usize> {
+    bucket?.tags.iter().position(|t| *t == 0)
+}
+
+/// Cache-line-aligned memory of `N` bytes for Rust users who want the table in a `static` or
+/// on their own terms: `AlignedMemory<{ ConnTable::footprint(4096) }>`.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct AlignedMemory<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> AlignedMemory<N> {
+    /// Zeroed memory.
+    #[must_use]
+    pub const fn new() -> Self {
+        AlignedMemory([0; N])
+    }
+}
+
+impl<const N: usize> Default for AlignedMemory<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec;
+
+    fn v4(a: u8, b: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
+    }
+
+    fn new_conn(client: (IpAddr, u16), forward: Forward) -> NewConn {
+        NewConn {
+            proto: IpProtocol::TCP,
+            client,
+            virt: (v4(0, 100), 80),
+            real: (v4(1, 1), 8080),
+            forward,
+            dest: 3,
+            state: ConnState::SynRecv,
+            expires: 1000,
+            template: false,
+        }
+    }
+
+    #[test]
+    fn insert_lookup_both_directions_remove() {
+        let mut mem = vec![0u8; ConnTable::footprint(64)];
+        let mut t = ConnTable::new(&mut mem, 64, 42).unwrap();
+        let c = (v4(9, 9), 40000);
+        let i = t.insert(&new_conn(c, Forward::Nat)).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)), Some(i));
+        assert_eq!(t.lookup_in(IpProtocol::UDP, c, (v4(0, 100), 80)), None);
+        assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(9, 9), 40001), (v4(0, 100), 80)), None);
+        assert_eq!(
+            t.lookup_out(IpProtocol::TCP, (v4(1, 1), 8080), c),
+            Some(i),
+            "NAT reply from the real server"
+        );
+        assert_eq!(t.lookup_out(IpProtocol::TCP, (v4(0, 100), 80), c), None);
+        let conn = t.get(i).unwrap();
+        assert_eq!(conn.real(), (v4(1, 1), 8080));
+        assert_eq!(conn.state(), ConnState::SynRecv);
+        assert!(!conn.no_output());
+        let removed = t.remove(i).unwrap();
+        assert_eq!(removed.client(), c);
+        assert_eq!(t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)), None);
+        assert!(t.is_empty());
+        // DR: no reply expected; a locally answered reply comes from the VIP.
+        let j = t.insert(&new_conn(c, Forward::DirectRoute)).unwrap();
+        assert!(t.get(j).unwrap().no_output());
+        assert_eq!(t.lookup_out(IpProtocol::TCP, (v4(0, 100), 80), c), Some(j));
+    }
+
+    #[test]
+    fn ipv6_and_ipv4_keys_do_not_mix() {
+        let mut mem = vec![0u8; ConnTable::footprint(16)];
+        let mut t = ConnTable::new(&mut mem, 16, 1).unwrap();
+        let v6: IpAddr = "2001:db8::9".parse().unwrap();
+        let mut n = new_conn((v6, 1), Forward::Tunnel);
+        n.virt = ("2001:db8::100".parse().unwrap(), 80);
+        n.real = ("2001:db8:1::1".parse().unwrap(), 80);
+        let i = t.insert(&n).unwrap();
+        assert_eq!(t.lookup_in(IpProtocol::TCP, (v6, 1), n.virt), Some(i));
+        assert_eq!(t.get(i).unwrap().real().0, n.real.0);
+    }
+
+    #[test]
+    fn fills_to_capacity_then_refuses() {
+        let mut mem = vec![0u8; ConnTable::footprint(1000)];
+        let mut t = ConnTable::new(&mut mem, 1000, 7).unwrap();
+        let mut indices = vec![];
+        for k in 0..1000u32 {
+            let c = (IpAddr::V4(Ipv4Addr::from(0xC612_0000 + k)), (k % 60000) as u16);
+            indices.push(t.insert(&new_conn(c, Forward::Nat)).unwrap());
+        }
+        assert_eq!(t.len(), 1000);
+        let extra = (v4(250, 250), 1);
+        assert_eq!(t.insert(&new_conn(extra, Forward::Nat)), Err(InsertError::TableFull));
+        // Every entry is still found.
+        for k in 0..1000u32 {
+            let c = (IpAddr::V4(Ipv4Addr::from(0xC612_0000 + k)), (k % 60000) as u16);
+            assert_eq!(
+                t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)),
+                Some(indices[k as usize])
+            );
+        }
+        // Free one, insert one.
+        t.remove(indices[500]).unwrap();
+        assert!(t.insert(&new_conn(extra, Forward::Nat)).is_ok());
+    }
+
+    #[test]
+    fn same_bucket_overflow_goes_to_the_secondary_and_stays_findable() {
+        let mut mem = vec![0u8; ConnTable::footprint(256)];
+        let mut t = ConnTable::new(&mut mem, 256, 5).unwrap();
+        // Pick client ports that all hash to the same primary bucket.
+        let primary = |t: &ConnTable<'_>, port: u16| t.place(t.hash(6, &octets(v4(5, 5)), port)).0;
+        let target = primary(&t, 0);
+        let ports: vec::Vec<u16> = (0..u16::MAX).filter(|p| primary(&t, *p) == target).take(12).collect();
+        assert_eq!(ports.len(), 12);
+        let mut indices = vec![];
+        for p in &ports {
+            indices.push(t.insert(&new_conn((v4(5, 5), *p), Forward::Nat)).unwrap());
+        }
+        assert_eq!(
+            t.buckets[target].overflowed, 1,
+            "four entries went to their secondary buckets"
+        );
+        for (p, i) in ports.iter().zip(&indices) {
+            assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(5, 5), *p), (v4(0, 100), 80)), Some(*i));
+        }
+        // Removing an entry from the primary does not hide those in the secondary.
+        t.remove(indices[0]).unwrap();
+        for (p, i) in ports.iter().zip(&indices).skip(1) {
+            assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(5, 5), *p), (v4(0, 100), 80)), Some(*i));
+        }
+    }
+
+    #[test]
+    fn memory_checks_and_sweep() {
+        let mut small = vec![0u8; 100];
+        assert_eq!(ConnTable::new(&mut small, 64, 0).err(), Some(MemoryError::TooSmall));
+        assert_eq!(ConnTable::new(&mut small, 0, 0).err(), Some(MemoryError::BadCapacity));
+        // Any start alignment works.
+        let mut mem = vec![0u8; ConnTable::footprint(32) + 7];
+        let mut t = ConnTable::new(&mut mem[7..], 32, 0).unwrap();
+        for k in 0..10u16 {
+            t.insert(&new_conn((v4(1, 2), k), Forward::Nat)).unwrap();
+        }
+        let mut seen = 0;
+        assert_eq!(t.sweep(16, |_, _| seen += 1), 16);
+        assert_eq!(t.sweep(16, |_, _| seen += 1), 16);
+        assert_eq!(seen, 10, "two sweeps of 16 cover the 32 slots once");
+        let mut removed = 0;
+        t.sweep(32, |t, i| {
+            t.remove(i);
+            removed += 1;
+        });
+        assert_eq!(removed, 10);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn aligned_owned_memory() {
+        let mut mem = std::boxed::Box::new(AlignedMemory::<{ ConnTable::footprint(128) }>::new());
+        let t = ConnTable::new(&mut mem.0, 128, 9).unwrap();
+        assert_eq!(t.capacity(), 128);
+        // Bytes per connection slot, all included.
+        assert!(ConnTable::footprint(1 << 20) / (1 << 20) <= 96);
+    }
+}
