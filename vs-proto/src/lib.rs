@@ -26,4 +26,5 @@
 )]
 
 pub mod conn;
+pub mod engine;
 pub mod wire;

@@ -1,0 +1,769 @@
+//! The engine: virtual services, real servers, the connection table, and the forwarding
+//! decision for every packet (IPVS's in- and out-handlers, §3.9 of the reference).
+//!
+//! All memory is fixed at initialisation: the connection table lives in host-supplied bytes,
+//! the services in a host-supplied slice of [`ServiceSlot`]s. Processing a packet allocates
+//! nothing and does bounded work: one parse, one or two table lookups, a walk over at most the
+//! service slice for new connections, one scheduling decision, one rewrite.
+//!
+//! Time is given with every call (monotonic milliseconds); the engine never reads a clock.
+//! Connection timers are kept in ticks of 16 ms.
+//!
+//! The arithmetic here is on indices bounded at initialisation (services × real servers ≤ 2^16),
+//! on wrapping counters and on tick values; the wire-layer lints against arithmetic and `as`
+//! are relaxed for this module accordingly. Packet bytes are only touched through `wire`.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
+
+pub mod service;
+pub mod stats;
+pub mod verdict;
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use vs_sched::{ConnKind, PacketInfo};
+
+use crate::conn::{ConnIndex, ConnState, ConnTable, Direction, Forward, NewConn, Timeouts, tcp_transition};
+use crate::wire::{
+    ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, Rewriter, Summary, TcpFlags,
+    TunnelHeader, encapsulate, icmp_error,
+};
+pub use service::{ConfigError, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
+pub use stats::{Counters, DropReason, GlobalStats};
+pub use verdict::{Neighbours, Verdict};
+
+/// Milliseconds per connection-timer tick.
+pub const TICK_MS: u64 = 16;
+
+/// Engine settings (the director's own identity and IPVS's sysctls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EngineConfig {
+    /// Packets start with an Ethernet header (else they are bare IP packets).
+    pub ethernet: bool,
+    /// The director's MAC address, the source of every frame it sends.
+    pub mac: MacAddr,
+    /// Outer source address of IPv4 tunnels.
+    pub tunnel_v4: Option<Ipv4Addr>,
+    /// Outer source address of IPv6 tunnels.
+    pub tunnel_v6: Option<Ipv6Addr>,
+    /// Egress MTU (tunnelled packets must fit).
+    pub mtu: u16,
+    /// Checksum policy.
+    pub caps: ChecksumCaps,
+    /// Use the secure_tcp state table.
+    pub secure_tcp: bool,
+    /// `expire_nodest_conn`: packets of a removed server's connections reschedule (else drop).
+    pub expire_nodest_conn: bool,
+    /// `conn_reuse_mode` (default 1): a SYN reusing a TIME_WAIT / CLOSE entry reschedules;
+    /// with bit 2 also a DR / TUN FIN_WAIT entry.
+    pub conn_reuse_mode: u8,
+    /// Seed for the connection hash and the schedulers that draw random numbers.
+    pub seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ethernet: true,
+            mac: MacAddr([0x02, 0, 0, 0, 0, 1]),
+            tunnel_v4: None,
+            tunnel_v6: None,
+            mtu: 1500,
+            caps: ChecksumCaps::software(),
+            secure_tcp: false,
+            expire_nodest_conn: false,
+            conn_reuse_mode: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// The IPVS engine over host-supplied memory, with up to `D` real servers per service.
+#[derive(Debug)]
+pub struct Engine<'a, const D: usize = 64> {
+    conns: ConnTable<'a>,
+    services: &'a mut [ServiceSlot<D>],
+    timeouts: Timeouts,
+    config: EngineConfig,
+    stats: GlobalStats,
+    ip_ident: u16,
+}
+
+/// Ticks for a host time.
+fn ticks(now_ms: u64) -> u32 {
+    (now_ms / TICK_MS) as u32
+}
+
+/// Ticks for a timeout in seconds, rounded up.
+fn timeout_ticks(seconds: u32) -> u32 {
+    (u64::from(seconds) * 1000).div_ceil(TICK_MS) as u32
+}
+
+/// True when a timer set for `expires` has run out at `now` (wrap-safe for timers under a year).
+fn expired(expires: u32, now: u32) -> bool {
+    now.wrapping_sub(expires) as i32 >= 0
+}
+
+/// The outcome of an in-lookup hit.
+enum InHit {
+    Forward,
+    Drop(DropReason),
+    Gone,
+}
+
+/// What a packet offers to scheduling and lookups.
+struct Flow {
+    proto: IpProtocol,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    flags: TcpFlags,
+    length: usize,
+}
+
+impl<'a, const D: usize> Engine<'a, D> {
+    /// An engine over a connection table and `services.len()` service slots.
+    ///
+    /// # Errors
+    /// [`ConfigError::Range`] when services × `D` exceeds the 65536 real-server slots a
+    /// connection can name.
+    pub fn new(
+        conns: ConnTable<'a>,
+        services: &'a mut [ServiceSlot<D>],
+        config: EngineConfig,
+    ) -> Result<Self, ConfigError> {
+        if services.len().saturating_mul(D) > 1 << 16 || D == 0 {
+            return Err(ConfigError::Range);
+        }
+        Ok(Engine {
+            conns,
+            services,
+            timeouts: Timeouts::default(),
+            config,
+            stats: GlobalStats::default(),
+            ip_ident: 0,
+        })
+    }
+
+    /// Settings.
+    #[must_use]
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Settings, to change at run time (secure_tcp, expire_nodest_conn, ...).
+    pub fn config_mut(&mut self) -> &mut EngineConfig {
+        &mut self.config
+    }
+
+    /// Timeouts.
+    pub fn timeouts_mut(&mut self) -> &mut Timeouts {
+        &mut self.timeouts
+    }
+
+    /// Engine-wide counters.
+    #[must_use]
+    pub fn stats(&self) -> &GlobalStats {
+        &self.stats
+    }
+
+    /// The connection table (for listing, `ipvsadm -L -c`).
+    #[must_use]
+    pub fn connections(&self) -> &ConnTable<'a> {
+        &self.conns
+    }
+
+    /// The services in use.
+    pub fn services(&self) -> impl Iterator<Item = &Service<D>> {
+        self.services.iter().filter_map(|s| s.0.as_ref()).filter(|s| !s.deleted)
+    }
+
+    fn service_index(&self, key: &ServiceKey) -> Option<usize> {
+        self.services
+            .iter()
+            .position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == *key))
+    }
+
+    /// A service by key.
+    #[must_use]
+    pub fn service(&self, key: &ServiceKey) -> Option<&Service<D>> {
+        self.service_index(key)
+            .and_then(|i| self.services.get(i))
+            .and_then(|s| s.0.as_ref())
+    }
+
+    fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut Service<D>, ConfigError> {
+        let i = self.service_index(key).ok_or(ConfigError::NotFound)?;
+        self.services
+            .get_mut(i)
+            .and_then(|s| s.0.as_mut())
+            .ok_or(ConfigError::NotFound)
+    }
+
+    /// Adds a virtual service (`ipvsadm -A`).
+    ///
+    /// # Errors
+    /// [`ConfigError::Exists`], [`ConfigError::Invalid`] (not TCP/UDP), [`ConfigError::Full`],
+    /// [`ConfigError::UnknownScheduler`].
+    pub fn add_service(&mut self, key: ServiceKey, config: &ServiceConfig<'_>) -> Result<(), ConfigError> {
+        if !matches!(key.proto, IpProtocol::TCP | IpProtocol::UDP) {
+            return Err(ConfigError::Invalid);
+        }
+        if self.service_index(&key).is_some() {
+            return Err(ConfigError::Exists);
+        }
+        let free = self
+            .services
+            .iter()
+            .position(|s| s.0.is_none())
+            .ok_or(ConfigError::Full)?;
+        let service = Service::new(key, config, self.config.seed)?;
+        if let Some(slot) = self.services.get_mut(free) {
+            slot.0 = Some(service);
+        }
+        Ok(())
+    }
+
+    /// Changes a service's scheduler (`ipvsadm -E`); its real servers are kept.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`], [`ConfigError::UnknownScheduler`].
+    pub fn edit_service(&mut self, key: &ServiceKey, config: &ServiceConfig<'_>) -> Result<(), ConfigError> {
+        let seed = self.config.seed;
+        let service = self.service_mut(key)?;
+        let mut fresh: Service<D> = Service::new(*key, config, seed)?;
+        vs_sched::Scheduler::init_service(&mut fresh.sched, service.dests.as_slice())
+            .map_err(ConfigError::Scheduler)?;
+        service.sched = fresh.sched;
+        service.flags = config.flags;
+        Ok(())
+    }
+
+    /// Deletes a service (`ipvsadm -D`): it stops matching at once; its connections drain.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`].
+    pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), ConfigError> {
+        let i = self.service_index(key).ok_or(ConfigError::NotFound)?;
+        if let Some(slot) = self.services.get_mut(i)
+            && let Some(service) = slot.0.as_mut()
+        {
+            service.deleted = true;
+            for real in service.reals.iter_mut() {
+                match real {
+                    Some(r) if r.refs > 0 => r.available = false,
+                    _ => *real = None,
+                }
+            }
+            if service.unused() {
+                slot.0 = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a real server (`ipvsadm -a`).
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`] (service), [`ConfigError::Exists`], [`ConfigError::Range`],
+    /// [`ConfigError::Full`], [`ConfigError::Invalid`], or the scheduler's refusal.
+    pub fn add_real(&mut self, key: &ServiceKey, real: &RealConfig) -> Result<(), ConfigError> {
+        self.service_mut(key)?.add_real(real)
+    }
+
+    /// Edits a real server (`ipvsadm -e`): weight, thresholds, forwarding method.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`], [`ConfigError::Range`].
+    pub fn edit_real(&mut self, key: &ServiceKey, real: &RealConfig) -> Result<(), ConfigError> {
+        self.service_mut(key)?.edit_real(real)
+    }
+
+    /// Removes a real server (`ipvsadm -d`): no new connections; existing ones follow
+    /// `expire_nodest_conn`.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`].
+    pub fn delete_real(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<(), ConfigError> {
+        self.service_mut(key)?.remove_real(addr, port)
+    }
+
+    /// Processes one packet held in `buf` at host time `now_ms`, rewriting it in place, and
+    /// says what to do with it.
+    pub fn process(&mut self, buf: &mut PacketBuf<'_>, now_ms: u64, neighbours: &impl Neighbours) -> Verdict {
+        let mut summary = Summary::default();
+        let parsed = if self.config.ethernet {
+            summary.parse_ethernet(buf.data())
+        } else {
+            summary.parse_ip(buf.data())
+        };
+        if parsed.is_err() || !matches!(summary.l3, L3::Ipv4 | L3::Ipv6) {
+            return self.pass();
+        }
+        let (Some(proto), Some(src), Some(dst), Some((sport, dport))) =
+            (summary.proto, summary.src, summary.dst, summary.ports)
+        else {
+            return self.pass();
+        };
+        if !matches!(proto, IpProtocol::TCP | IpProtocol::UDP) || summary.fragment.is_some() {
+            return self.pass();
+        }
+        if self.config.caps.verify(&summary, buf.data()).is_err() {
+            return self.drop(DropReason::BadChecksum);
+        }
+        let flow = Flow {
+            proto,
+            src: (src, sport),
+            dst: (dst, dport),
+            flags: summary.tcp_flags.unwrap_or_default(),
+            length: summary.l3_end.saturating_sub(summary.l3_offset),
+        };
+        let now = ticks(now_ms);
+        let opens =
+            proto == IpProtocol::UDP || (flow.flags.contains(TcpFlags::SYN) && !flow.flags.contains(TcpFlags::RST));
+
+        // 1. A packet of a known connection, client to real server.
+        if let Some(index) = self.conns.lookup_in(proto, flow.src, flow.dst) {
+            match self.classify_in(index, &flow, now, opens) {
+                InHit::Forward => return self.forward_in(index, buf, &summary, &flow, now, neighbours),
+                InHit::Drop(reason) => return self.drop(reason),
+                // Expired or released for reuse: the packet is a new connection.
+                InHit::Gone => {}
+            }
+        }
+        // 2. A reply, real server to client.
+        if let Some(index) = self.conns.lookup_out(proto, flow.src, flow.dst) {
+            if self.conns.get(index).is_some_and(|c| expired(c.expires(), now)) {
+                self.expire(index);
+            } else {
+                return self.forward_out(index, buf, &summary, &flow, now, neighbours);
+            }
+        }
+        // 3. A new connection to a virtual service.
+        let key = ServiceKey {
+            proto,
+            addr: dst,
+            port: dport,
+        };
+        let Some(service) = self.service_index(&key) else {
+            return self.pass();
+        };
+        if !opens {
+            // Only SYN (without RST) opens a TCP connection; the rest goes to the host.
+            return self.pass();
+        }
+        match self.schedule(service, &flow, now, now_ms) {
+            Ok(index) => self.forward_in(index, buf, &summary, &flow, now, neighbours),
+            Err(DropReason::NoDestination) => {
+                self.stats.count_drop(DropReason::NoDestination);
+                // IPVS answers with ICMP port unreachable from the VIP (§3.8).
+                match self.answer(buf, &summary, IcmpError::PortUnreachable, dst, neighbours) {
+                    Some(v) => v,
+                    None => Verdict::Drop(DropReason::NoDestination),
+                }
+            }
+            Err(reason) => self.drop(reason),
+        }
+    }
+
+    /// What to do with a packet that matched connection `index` (IPVS's in-handler checks):
+    /// forward it, drop it, or — when the entry ran out, may be reused by a new SYN, or its
+    /// server is gone or quiesced under `expire_nodest_conn` — expire the entry.
+    fn classify_in(&mut self, index: ConnIndex, flow: &Flow, now: u32, opens: bool) -> InHit {
+        let Some(conn) = self.conns.get(index).copied() else {
+            return InHit::Gone;
+        };
+        let (service, slot) = self.decode(conn.dest());
+        let available = self.real(service, slot).is_some_and(|r| r.available);
+        let reuse = opens
+            && flow.proto == IpProtocol::TCP
+            && ((self.config.conn_reuse_mode & 1 != 0
+                && matches!(conn.state(), ConnState::TimeWait | ConnState::Close))
+                || (self.config.conn_reuse_mode & 2 != 0 && conn.state() == ConnState::FinWait && conn.no_output()));
+        let quiesced = self.config.expire_nodest_conn && opens && self.weight_of(service, slot) == Some(0);
+        if expired(conn.expires(), now) || reuse || quiesced || (!available && self.config.expire_nodest_conn) {
+            self.expire(index);
+            return InHit::Gone;
+        }
+        if !available {
+            return InHit::Drop(DropReason::DestRemoved);
+        }
+        InHit::Forward
+    }
+
+    fn decode(&self, dest: u16) -> (usize, usize) {
+        (usize::from(dest) / D, usize::from(dest) % D)
+    }
+
+    fn real(&self, service: usize, slot: usize) -> Option<&RealServer> {
+        self.services.get(service)?.0.as_ref()?.reals.get(slot)?.as_ref()
+    }
+
+    fn weight_of(&self, service: usize, slot: usize) -> Option<u32> {
+        let svc = self.services.get(service)?.0.as_ref()?;
+        let real = svc.reals.get(slot)?.as_ref()?;
+        svc.dests.get(real.id).map(|d| d.weight)
+    }
+
+    /// Schedules a new connection on `service` and inserts it; returns its index.
+    fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<ConnIndex, DropReason> {
+        let svc = self
+            .services
+            .get_mut(service)
+            .and_then(|s| s.0.as_mut())
+            .ok_or(DropReason::NoDestination)?;
+        let packet = PacketInfo {
+            proto: flow.proto.0,
+            src: flow.src.0,
+            dst: flow.dst.0,
+            sport: flow.src.1,
+            dport: flow.dst.1,
+            inverse: false,
+        };
+        let id = svc
+            .dests
+            .schedule(&mut svc.sched, &packet, now_ms)
+            .ok_or(DropReason::NoDestination)?;
+        let slot = svc.slot_of(id).ok_or(DropReason::NoDestination)?;
+        let real = svc.reals.get(slot).and_then(|r| *r).ok_or(DropReason::NoDestination)?;
+        let state = if flow.proto == IpProtocol::TCP {
+            ConnState::None
+        } else {
+            ConnState::Udp
+        };
+        let new = NewConn {
+            proto: flow.proto,
+            client: flow.src,
+            virt: flow.dst,
+            real: (real.addr, real.port),
+            forward: real.forward,
+            dest: u16::try_from(service * D + slot).map_err(|_| DropReason::NoDestination)?,
+            state,
+            expires: now.wrapping_add(timeout_ticks(crate::conn::timeout::NEW_CONN_TIMEOUT_S)),
+            template: false,
+        };
+        let index = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+        // Bind: every connection starts inactive (the first transition may activate it).
+        svc.dests.bind(id, ConnKind::Inactive);
+        if let Some(Some(r)) = svc.reals.get_mut(slot) {
+            r.refs = r.refs.saturating_add(1);
+            r.stats.conns = r.stats.conns.wrapping_add(1);
+        }
+        svc.stats.conns = svc.stats.conns.wrapping_add(1);
+        self.stats.total.conns = self.stats.total.conns.wrapping_add(1);
+        Ok(index)
+    }
+
+    /// Moves a connection to `state`, keeping the real server's active / inactive counts, and
+    /// re-arms its timer.
+    fn set_state(&mut self, index: ConnIndex, state: ConnState, now: u32) {
+        let Some(conn) = self.conns.get(index).copied() else {
+            return;
+        };
+        let old = conn.state();
+        let (service, slot) = self.decode(conn.dest());
+        if old.is_active() != state.is_active()
+            && let Some(svc) = self.services.get_mut(service).and_then(|s| s.0.as_mut())
+        {
+            let id = svc.reals.get(slot).and_then(|r| r.map(|r| r.id));
+            if let Some(dest) = id.and_then(|id| svc.dests.get_mut(id)) {
+                if state.is_active() {
+                    dest.activate();
+                } else {
+                    dest.deactivate();
+                }
+            }
+        }
+        let timeout = timeout_ticks(self.timeouts.of(state));
+        if let Some(c) = self.conns.get_mut(index) {
+            c.set_state(state);
+            c.set_expires(now.wrapping_add(timeout));
+        }
+    }
+
+    /// Removes a connection and unbinds it from its real server.
+    fn expire(&mut self, index: ConnIndex) {
+        let Some(conn) = self.conns.remove(index) else { return };
+        self.stats.expired = self.stats.expired.wrapping_add(1);
+        let (service, slot) = self.decode(conn.dest());
+        let Some(entry) = self.services.get_mut(service) else {
+            return;
+        };
+        let Some(svc) = entry.0.as_mut() else { return };
+        let kind = if conn.state().is_active() {
+            ConnKind::Active
+        } else {
+            ConnKind::Inactive
+        };
+        if let Some(Some(real)) = svc.reals.get_mut(slot) {
+            let id = real.id;
+            real.refs = real.refs.saturating_sub(1);
+            let gone = !real.available && real.refs == 0;
+            if real.available {
+                svc.dests.unbind(id, kind);
+            }
+            if gone && let Some(r) = svc.reals.get_mut(slot) {
+                *r = None;
+            }
+        }
+        if svc.deleted && svc.unused() {
+            entry.0 = None;
+        }
+    }
+
+    /// Expires connections whose timers ran out, visiting at most `budget` table slots from
+    /// where the last sweep stopped; returns how many expired. Call it regularly (each slot is
+    /// visited once per `capacity / budget` calls).
+    pub fn sweep(&mut self, now_ms: u64, budget: usize) -> usize {
+        let now = ticks(now_ms);
+        let mut due: heapless::Vec<ConnIndex, 64> = heapless::Vec::new();
+        let mut expired_count = 0;
+        let mut remaining = budget;
+        while remaining > 0 {
+            let chunk = remaining.min(64);
+            due.clear();
+            self.conns.sweep(chunk, |t, i| {
+                if t.get(i).is_some_and(|c| expired(c.expires(), now)) {
+                    let _ = due.push(i);
+                }
+            });
+            for &i in &due {
+                self.expire(i);
+                expired_count += 1;
+            }
+            remaining -= chunk;
+        }
+        for svc in self.services.iter_mut().filter_map(|s| s.0.as_mut()) {
+            vs_sched::Scheduler::tick(&mut svc.sched, svc.dests.as_slice(), now_ms);
+        }
+        expired_count
+    }
+
+    fn pass(&mut self) -> Verdict {
+        self.stats.passed = self.stats.passed.wrapping_add(1);
+        Verdict::Pass
+    }
+
+    fn drop(&mut self, reason: DropReason) -> Verdict {
+        self.stats.count_drop(reason);
+        Verdict::Drop(reason)
+    }
+
+    fn count(&mut self, index: ConnIndex, bytes: usize, inbound: bool) {
+        let Some(conn) = self.conns.get(index) else { return };
+        let (service, slot) = self.decode(conn.dest());
+        let Some(svc) = self.services.get_mut(service).and_then(|s| s.0.as_mut()) else {
+            return;
+        };
+        let Some(Some(real)) = svc.reals.get_mut(slot) else {
+            return;
+        };
+        if !real.available {
+            return;
+        }
+        if inbound {
+            real.stats.count_in(bytes);
+            svc.stats.count_in(bytes);
+            self.stats.total.count_in(bytes);
+        } else {
+            real.stats.count_out(bytes);
+            svc.stats.count_out(bytes);
+            self.stats.total.count_out(bytes);
+        }
+    }
+
+    /// Client → real server on connection `index`.
+    fn forward_in(
+        &mut self,
+        index: ConnIndex,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        flow: &Flow,
+        now: u32,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        let Some(conn) = self.conns.get(index).copied() else {
+            return self.pass();
+        };
+        let state = if flow.proto == IpProtocol::TCP {
+            let direction = if conn.no_output() {
+                Direction::InputOnly
+            } else {
+                Direction::Input
+            };
+            tcp_transition(conn.state(), flow.flags, direction, self.config.secure_tcp)
+        } else {
+            ConnState::Udp
+        };
+        self.set_state(index, state, now);
+        self.count(index, flow.length, true);
+        let real = conn.real();
+        let mut summary = *summary;
+        let caps = self.config.caps;
+        let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
+        if rw.decrement_hop_limit().is_err() {
+            self.stats.count_drop(DropReason::TtlExceeded);
+            return self
+                .answer(buf, &summary, IcmpError::TimeExceeded, flow.dst.0, neighbours)
+                .unwrap_or(Verdict::Drop(DropReason::TtlExceeded));
+        }
+        match conn.forward() {
+            Forward::Nat => {
+                if rw.set_dst(real.0, real.1).is_err() {
+                    return self.pass();
+                }
+                self.send_to(buf, &mut summary, real.0, neighbours)
+            }
+            Forward::DirectRoute => self.send_to(buf, &mut summary, real.0, neighbours),
+            Forward::Tunnel => self.tunnel(buf, &summary, flow, real.0, neighbours),
+        }
+    }
+
+    /// Real server → client on NAT connection `index`.
+    fn forward_out(
+        &mut self,
+        index: ConnIndex,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        flow: &Flow,
+        now: u32,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        let Some(conn) = self.conns.get(index).copied() else {
+            return self.pass();
+        };
+        if conn.forward() != Forward::Nat {
+            // Replies of DR / TUN connections come from the VIP: the director's own traffic.
+            return self.pass();
+        }
+        let state = if flow.proto == IpProtocol::TCP {
+            tcp_transition(conn.state(), flow.flags, Direction::Output, self.config.secure_tcp)
+        } else {
+            ConnState::Udp
+        };
+        if let Some(c) = self.conns.get_mut(index) {
+            c.clear_no_output();
+        }
+        self.set_state(index, state, now);
+        self.count(index, flow.length, false);
+        let virt = conn.virt();
+        let mut summary = *summary;
+        let mut rw = Rewriter::new(buf.data_mut(), &mut summary, self.config.caps);
+        if rw.decrement_hop_limit().is_err() {
+            return self.drop(DropReason::TtlExceeded);
+        }
+        if rw.set_src(virt.0, virt.1).is_err() {
+            return self.pass();
+        }
+        self.send_to(buf, &mut summary, flow.dst.0, neighbours)
+    }
+
+    /// Addresses the frame to `next_hop` (when there is a link layer) and transmits.
+    fn send_to(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &mut Summary,
+        next_hop: IpAddr,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        if self.config.ethernet {
+            let Some(mac) = neighbours.lookup(next_hop) else {
+                return self.drop(DropReason::NoNeighbour);
+            };
+            let mut rw = Rewriter::new(buf.data_mut(), summary, self.config.caps);
+            if rw.set_macs(self.config.mac, mac).is_err() {
+                return self.pass();
+            }
+        }
+        Verdict::Transmit { next_hop }
+    }
+
+    /// IP-in-IP / IPv6 encapsulation towards `real`, or "too big" back to the client.
+    fn tunnel(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        flow: &Flow,
+        real: IpAddr,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        let outer_src: Option<IpAddr> = match real {
+            IpAddr::V4(_) => self.config.tunnel_v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.config.tunnel_v6.map(IpAddr::V6),
+        };
+        let Some(outer_src) = outer_src else {
+            return self.drop(DropReason::NoTunnelSource);
+        };
+        let outer_len = if real.is_ipv4() {
+            Ipv4Header::LEN
+        } else {
+            Ipv6Header::LEN
+        };
+        let inner_len = summary.l3_end.saturating_sub(summary.l3_offset);
+        let mtu = usize::from(self.config.mtu);
+        let (ttl, tos, dont_frag) = inner_ttl_tos_df(buf.data(), summary);
+        if inner_len + outer_len > mtu {
+            // IPv6 never fragments on the way; IPv4 only without DF (not done here: dropped).
+            if dont_frag || summary.l3 == L3::Ipv6 {
+                self.stats.count_drop(DropReason::TooBig);
+                let left = u32::try_from(mtu.saturating_sub(outer_len)).unwrap_or(0);
+                return self
+                    .answer(buf, summary, IcmpError::TooBig { mtu: left }, flow.dst.0, neighbours)
+                    .unwrap_or(Verdict::Drop(DropReason::TooBig));
+            }
+            return self.drop(DropReason::TooBig);
+        }
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let outer = TunnelHeader {
+            src: outer_src,
+            dst: real,
+            ttl,
+            tos,
+            dont_frag,
+            ident: if dont_frag { 0 } else { self.ip_ident },
+        };
+        match encapsulate(buf, summary, &outer) {
+            Ok(mut outer_summary) => self.send_to(buf, &mut outer_summary, real, neighbours),
+            Err(_) => self.drop(DropReason::NoHeadroom),
+        }
+    }
+
+    /// Replaces the packet by an ICMP error from `from` to its source and addresses it.
+    fn answer(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        kind: IcmpError,
+        from: IpAddr,
+        neighbours: &impl Neighbours,
+    ) -> Option<Verdict> {
+        let client = summary.src?;
+        let mut icmp = icmp_error(buf, summary, kind, from).ok()?;
+        Some(self.send_to(buf, &mut icmp, client, neighbours))
+    }
+}
+
+/// TTL / hop limit, TOS / traffic class and DF of the (already decremented) inner header.
+fn inner_ttl_tos_df(packet: &[u8], summary: &Summary) -> (u8, u8, bool) {
+    let header = packet.get(summary.l3_offset..).unwrap_or(&[]);
+    match summary.l3 {
+        L3::Ipv6 => {
+            let tc = match header {
+                [a, b, ..] => (a << 4) | (b >> 4),
+                _ => 0,
+            };
+            (header.get(7).copied().unwrap_or(64), tc, false)
+        }
+        _ => {
+            let df = header.get(6).is_some_and(|b| b & 0x40 != 0);
+            (
+                header.get(8).copied().unwrap_or(64),
+                header.get(1).copied().unwrap_or(0),
+                df,
+            )
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Virtual services and their real servers, with IPVS's configuration rules.
+
+use core::net::IpAddr;
+
+use vs_sched::{Builtin, DestConfig, DestError, DestId, DestList, SchedError, SchedFlags, SchedParams, Scheduler};
+
+use super::stats::Counters;
+use crate::conn::Forward;
+use crate::wire::IpProtocol;
+
+/// What identifies a virtual service: protocol, virtual address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ServiceKey {
+    /// TCP or UDP.
+    pub proto: IpProtocol,
+    /// Virtual IP address.
+    pub addr: IpAddr,
+    /// Virtual port.
+    pub port: u16,
+}
+
+/// How a service schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ServiceConfig<'n> {
+    /// Scheduler name (`rr`, `wlc`, ...).
+    pub scheduler: &'n str,
+    /// Scheduler flags (`sh-port`, ...).
+    pub flags: SchedFlags,
+}
+
+impl Default for ServiceConfig<'_> {
+    fn default() -> Self {
+        ServiceConfig {
+            scheduler: "wlc",
+            flags: SchedFlags::empty(),
+        }
+    }
+}
+
+/// A real server as `ipvsadm -a` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RealConfig {
+    /// Real server address (another family than the service only for tunnels).
+    pub addr: IpAddr,
+    /// Real server port (DR and TUN use the service port, as ipvsadm forces).
+    pub port: u16,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// Weight.
+    pub weight: u32,
+    /// Upper connection threshold (0 = none).
+    pub upper_threshold: u32,
+    /// Lower connection threshold (0 = none).
+    pub lower_threshold: u32,
+}
+
+/// Why a configuration change was refused (the kernel's errno in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConfigError {
+    /// The service or real server exists (EEXIST).
+    Exists,
+    /// No such service or real server (ENOENT; ESRCH for services in ipvsadm's wording).
+    NotFound,
+    /// A value is out of range (ERANGE).
+    Range,
+    /// No room left (the limits fixed at initialisation).
+    Full,
+    /// No scheduler of that name (ENOENT).
+    UnknownScheduler,
+    /// The scheduler refused the change (EINVAL).
+    Scheduler(SchedError),
+    /// Only TCP and UDP services; a real server of another family only for tunnels (EINVAL).
+    Invalid,
+}
+
+impl From<DestError> for ConfigError {
+    fn from(e: DestError) -> Self {
+        match e {
+            DestError::Exists => ConfigError::Exists,
+            DestError::NotFound => ConfigError::NotFound,
+            DestError::Range => ConfigError::Range,
+            DestError::Full => ConfigError::Full,
+            DestError::Sched(s) => ConfigError::Scheduler(s),
+        }
+    }
+}
+
+/// A real server's slot: stable while connections refer to it, even after it is removed
+/// (IPVS's destination trash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RealServer {
+    /// The scheduler-side handle.
+    pub id: DestId,
+    /// Address.
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Forwarding method.
+    pub forward: Forward,
+    /// Still in the service (false once removed; the slot lives while connections use it).
+    pub available: bool,
+    /// Connections (and templates) bound to it.
+    pub refs: u32,
+    /// Counters.
+    pub stats: Counters,
+}
+
+/// A virtual service with up to `D` real servers.
+#[derive(Debug, Clone)]
+pub struct Service<const D: usize> {
+    pub(crate) key: ServiceKey,
+    pub(crate) sched: Builtin,
+    pub(crate) flags: SchedFlags,
+    pub(crate) dests: DestList<D>,
+    pub(crate) reals: [Option<RealServer>; D],
+    pub(crate) stats: Counters,
+    /// Deleted: no longer matched; the slot is freed once its last connection expires.
+    pub(crate) deleted: bool,
+}
+
+impl<const D: usize> Service<D> {
+    pub(crate) fn new(key: ServiceKey, config: &ServiceConfig<'_>, seed: u64) -> Result<Self, ConfigError> {
+        let params = SchedParams {
+            flags: config.flags,
+            seed,
+            ..SchedParams::default()
+        };
+        let mut sched = Builtin::by_name(config.scheduler, &params).map_err(|e| match e {
+            vs_sched::RegistryError::Sched(s) => ConfigError::Scheduler(s),
+            _ => ConfigError::UnknownScheduler,
+        })?;
+        let dests = DestList::new();
+        sched.init_service(dests.as_slice()).map_err(ConfigError::Scheduler)?;
+        Ok(Service {
+            key,
+            sched,
+            flags: config.flags,
+            dests,
+            reals: core::array::from_fn(|_| None),
+            stats: Counters::default(),
+            deleted: false,
+        })
+    }
+
+    /// The service's key.
+    #[must_use]
+    pub fn key(&self) -> ServiceKey {
+        self.key
+    }
+
+    /// The scheduler's name.
+    #[must_use]
+    pub fn scheduler(&self) -> &str {
+        self.sched.name()
+    }
+
+    /// Scheduler flags.
+    #[must_use]
+    pub fn flags(&self) -> SchedFlags {
+        self.flags
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> &Counters {
+        &self.stats
+    }
+
+    /// The real servers in IPVS list order (newest first), with their scheduler state.
+    pub fn reals(&self) -> impl Iterator<Item = (&RealServer, &vs_sched::Dest)> {
+        self.dests
+            .as_slice()
+            .iter()
+            .filter_map(|d| self.reals.iter().flatten().find(|r| r.id == d.id).map(|r| (r, d)))
+    }
+
+    pub(crate) fn slot_of(&self, id: DestId) -> Option<usize> {
+        self.reals.iter().position(|r| r.is_some_and(|r| r.id == id))
+    }
+
+    pub(crate) fn find_real(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        self.reals
+            .iter()
+            .position(|r| r.is_some_and(|r| r.available && r.addr == addr && r.port == port))
+    }
+
+    pub(crate) fn add_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
+        if config.addr.is_ipv4() != self.key.addr.is_ipv4() && config.forward != Forward::Tunnel {
+            return Err(ConfigError::Invalid);
+        }
+        // A removed server still draining keeps its slot; re-adding it is a new server here.
+        let free = self.reals.iter().position(Option::is_none).ok_or(ConfigError::Full)?;
+        let dest_config = DestConfig {
+            weight: config.weight,
+            upper_threshold: config.upper_threshold,
+            lower_threshold: config.lower_threshold,
+        };
+        let id = self.dests.add(&mut self.sched, config.addr, config.port, dest_config)?;
+        if let Some(slot) = self.reals.get_mut(free) {
+            *slot = Some(RealServer {
+                id,
+                addr: config.addr,
+                port: config.port,
+                forward: config.forward,
+                available: true,
+                refs: 0,
+                stats: Counters::default(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn edit_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
+        let slot = self.find_real(config.addr, config.port).ok_or(ConfigError::NotFound)?;
+        let dest_config = DestConfig {
+            weight: config.weight,
+            upper_threshold: config.upper_threshold,
+            lower_threshold: config.lower_threshold,
+        };
+        self.dests
+            .edit(&mut self.sched, config.addr, config.port, dest_config)?;
+        if let Some(Some(real)) = self.reals.get_mut(slot) {
+            real.forward = config.forward;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_real(&mut self, addr: IpAddr, port: u16) -> Result<(), ConfigError> {
+        let slot = self.find_real(addr, port).ok_or(ConfigError::NotFound)?;
+        self.dests.remove(&mut self.sched, addr, port)?;
+        if let Some(entry) = self.reals.get_mut(slot) {
+            match entry {
+                Some(real) if real.refs > 0 => real.available = false,
+                _ => *entry = None,
+            }
+        }
+        Ok(())
+    }
+
+    /// True when nothing refers to the service any more.
+    pub(crate) fn unused(&self) -> bool {
+        self.reals.iter().flatten().all(|r| r.refs == 0)
+    }
+}
+
+/// Storage for one service, supplied by the host as a slice (its length is the service limit).
+#[derive(Debug, Clone)]
+pub struct ServiceSlot<const D: usize>(pub(crate) Option<Service<D>>);
+
+impl<const D: usize> Default for ServiceSlot<D> {
+    fn default() -> Self {
+        ServiceSlot(None)
+    }
+}

@@ -1,0 +1,73 @@
+//! Packet builders for the integration tests: Ethernet frames with IPv4 / IPv6 and TCP / UDP,
+//! every checksum computed from scratch.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use vs_proto::wire::checksum::{self, pseudo_header_v4, pseudo_header_v6};
+use vs_proto::wire::{IpProtocol, Ipv4Header, Ipv6Header, MacAddr, Summary, TcpFlags};
+use zerocopy::IntoBytes;
+
+pub(crate) const CLIENT_MAC: MacAddr = MacAddr([0x02, 0xc1, 0, 0, 0, 1]);
+pub(crate) const DIRECTOR_MAC: MacAddr = MacAddr([0x02, 0xd1, 0, 0, 0, 1]);
+
+/// A frame: `proto` segment with `payload` between the endpoints, TTL 64, DF set.
+pub(crate) fn frame(
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    proto: IpProtocol,
+    flags: TcpFlags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut l4 = vec![0u8; if proto == IpProtocol::TCP { 20 } else { 8 }];
+    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
+    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    if proto == IpProtocol::TCP {
+        l4[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags.bits();
+        l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    }
+    l4.extend_from_slice(payload);
+    let len = u16::try_from(l4.len()).unwrap();
+    if proto == IpProtocol::UDP {
+        l4[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    let pseudo = match (src.0, dst.0) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => pseudo_header_v4(s, d, proto, u32::from(len)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_v6(s, d, proto, u32::from(len)),
+        _ => panic!("mixed families"),
+    };
+    let mut c = !checksum::fold(checksum::sum(pseudo, &l4));
+    if proto == IpProtocol::UDP {
+        c = checksum::udp_wire(c);
+    }
+    let at = if proto == IpProtocol::TCP { 16 } else { 6 };
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&DIRECTOR_MAC.0);
+    f.extend_from_slice(&CLIENT_MAC.0);
+    match (src.0, dst.0) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let mut h = Ipv4Header::new(s, d, proto, 64, len);
+            h.ident.set(0x4242);
+            h.set_dont_frag(true);
+            h.fill_checksum();
+            f.extend_from_slice(h.as_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&0x86DDu16.to_be_bytes());
+            f.extend_from_slice(Ipv6Header::new(s, d, proto, 64, len).as_bytes());
+        }
+        _ => unreachable!(),
+    }
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// Every checksum of a frame verifies (IPv4 header, transport).
+pub(crate) fn checksums_ok(frame: &[u8]) -> bool {
+    let s = Summary::from_ethernet(frame).unwrap();
+    s.ipv4_checksum_ok(frame).unwrap_or(true) && s.l4_checksum_ok(frame).unwrap_or(true)
+}
