@@ -1,6 +1,192 @@
-//! The raw-socket Linux director; it arrives with the engine and director issues.
+//! `vsd`: the vs director. For now it replays captures through the engine offline
+//! (`vsd replay`) and runs the demo (`vsd demo`); the raw-socket director comes next.
 
-fn main() {
-    eprintln!("vs-linux-rawsock: the director arrives with the engine (issue 4); nothing to run yet");
-    std::process::exit(2);
+mod capture;
+mod replay;
+mod rules;
+mod sample;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vs_proto::wire::MacAddr;
+
+#[derive(Parser)]
+#[command(name = "vsd", version, about = "The vs IPVS director")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process the frames of a capture through rules in ipvsadm-save format, offline.
+    Replay {
+        /// Rules in ipvsadm-save format (-A / -a lines).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Input capture (pcap or pcapng, Ethernet).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output capture of every frame the engine transmits.
+        #[arg(long = "out")]
+        output: PathBuf,
+        /// The director's own MAC address.
+        #[arg(long, default_value = "02:00:00:00:00:01")]
+        mac: String,
+        /// Outer source address for IP tunnels (once per family).
+        #[arg(long = "tun-src")]
+        tun_src: Vec<IpAddr>,
+        /// Egress MTU.
+        #[arg(long, default_value_t = 1500)]
+        mtu: u16,
+        /// MAC address of a real server or next hop: ADDR=MAC.
+        #[arg(long = "neigh")]
+        neigh: Vec<String>,
+        /// Capture of the frames handed back to the host.
+        #[arg(long = "pass-out")]
+        pass_out: Option<PathBuf>,
+        /// Connection table capacity.
+        #[arg(long, default_value_t = 65536)]
+        capacity: usize,
+    },
+    /// Write a sample capture of HTTP clients and the classic LVS-NAT rules, replay it, and
+    /// show each real server's share.
+    Demo {
+        /// Directory for the sample capture, the rules and the replayed capture.
+        #[arg(long, default_value = "target/demo")]
+        dir: PathBuf,
+        /// Number of client connections.
+        #[arg(long, default_value_t = 30)]
+        clients: u16,
+    },
+}
+
+fn parse_mac(text: &str) -> Result<MacAddr, String> {
+    let parts: Vec<u8> = text
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad MAC `{text}`"))?;
+    let bytes: [u8; 6] = parts.try_into().map_err(|_| format!("bad MAC `{text}`"))?;
+    Ok(MacAddr(bytes))
+}
+
+fn parse_neigh(entries: &[String]) -> Result<BTreeMap<IpAddr, MacAddr>, String> {
+    entries
+        .iter()
+        .map(|e| {
+            let (addr, mac) = e
+                .split_once('=')
+                .ok_or_else(|| format!("--neigh `{e}`: want ADDR=MAC"))?;
+            Ok((
+                addr.parse().map_err(|_| format!("--neigh `{e}`: bad address"))?,
+                parse_mac(mac)?,
+            ))
+        })
+        .collect()
+}
+
+fn path(p: &std::path::Path) -> Result<&str, String> {
+    p.to_str().ok_or_else(|| format!("{}: not UTF-8", p.display()))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Replay {
+            rules,
+            input,
+            output,
+            mac,
+            tun_src,
+            mtu,
+            neigh,
+            pass_out,
+            capacity,
+        } => {
+            let text = std::fs::read_to_string(&rules).map_err(|e| format!("{}: {e}", rules.display()))?;
+            let parsed = rules::parse(&text).map_err(|e| format!("{}: {e}", rules.display()))?;
+            let options = replay::Options {
+                mac: parse_mac(&mac)?,
+                tunnel_src: tun_src,
+                mtu,
+                neighbours: parse_neigh(&neigh)?,
+                capacity,
+            };
+            let frames = capture::read(path(&input)?)?;
+            let mut out = capture::Writer::create(path(&output)?)?;
+            let mut pass = pass_out
+                .as_deref()
+                .map(|p| path(p).and_then(capture::Writer::create))
+                .transpose()?;
+            let report = replay::run(&parsed, &options, &frames, &mut out, pass.as_mut())?;
+            out.finish()?;
+            if let Some(p) = pass {
+                p.finish()?;
+            }
+            eprint!("{}", report.text);
+            Ok(())
+        }
+        Command::Demo { dir, clients } => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let rules_text = sample::rules();
+            let rules_path = dir.join("rules.txt");
+            std::fs::write(&rules_path, &rules_text).map_err(|e| format!("{}: {e}", rules_path.display()))?;
+            let frames = sample::capture(clients);
+            let sample_path = dir.join("sample.pcap");
+            let mut w = capture::Writer::create(path(&sample_path)?)?;
+            for f in &frames {
+                w.write(f.ts_us, &f.data)?;
+            }
+            w.finish()?;
+            let mut neighbours = BTreeMap::new();
+            for (i, r) in sample::REALS.iter().enumerate() {
+                neighbours.insert(IpAddr::V4(*r), sample::real_mac(i));
+            }
+            for n in 1..=250u8 {
+                neighbours.insert(IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 5, n)), sample::ROUTER_MAC);
+            }
+            let options = replay::Options {
+                mac: sample::DIRECTOR_MAC,
+                tunnel_src: vec![],
+                mtu: 1500,
+                neighbours,
+                capacity: 4096,
+            };
+            let parsed = rules::parse(&rules_text).map_err(|e| format!("demo rules: {e}"))?;
+            let out_path = dir.join("replayed.pcap");
+            let mut out = capture::Writer::create(path(&out_path)?)?;
+            let report = replay::run(&parsed, &options, &capture::read(path(&sample_path)?)?, &mut out, None)?;
+            out.finish()?;
+            println!("rules ({}):\n{rules_text}", rules_path.display());
+            println!(
+                "sample capture: {} ({} frames, {clients} HTTP connections)",
+                sample_path.display(),
+                frames.len()
+            );
+            println!("real server shares:");
+            for (_, real, fwd, conns) in &report.reals {
+                println!("  {real} ({fwd:?}): {conns} connections");
+            }
+            print!("{}", report.text);
+            println!(
+                "replayed capture: {} (open it with tshark -r or Wireshark)",
+                out_path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

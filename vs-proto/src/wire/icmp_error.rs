@@ -118,10 +118,10 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
     let header = data.get_mut(l2..l2 + ip_len).ok_or(Error::BadBounds)?;
     match (from, to) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            header.copy_from_slice(Ipv4Header::new(s, d, IpProtocol::ICMP, 64, icmp_len16).as_bytes())
+            header.copy_from_slice(Ipv4Header::new(s, d, IpProtocol::ICMP, 64, icmp_len16).as_bytes());
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            header.copy_from_slice(Ipv6Header::new(s, d, IpProtocol::ICMPV6, 64, icmp_len16).as_bytes())
+            header.copy_from_slice(Ipv6Header::new(s, d, IpProtocol::ICMPV6, 64, icmp_len16).as_bytes());
         }
         _ => return Err(Error::NotApplicable),
     }

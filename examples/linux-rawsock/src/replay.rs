@@ -1,0 +1,176 @@
+//! `vsd replay`: run captured frames through the engine, as the director would, offline.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use vs_proto::conn::{ConnTable, Forward};
+use vs_proto::engine::{DropReason, Engine, EngineConfig, ServiceConfig, ServiceSlot, Verdict};
+use vs_proto::wire::{MacAddr, PacketBuf};
+
+use crate::capture::{Frame, Writer};
+use crate::rules::Rule;
+
+/// Services the replay engine can hold.
+const SERVICES: usize = 64;
+/// Real servers per service.
+const REALS: usize = 64;
+/// Bytes of headroom before each frame (room for a tunnel header or an ICMP error).
+const HEADROOM: usize = 64;
+
+/// What the replay does, besides the rules.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) mac: MacAddr,
+    pub(crate) tunnel_src: Vec<IpAddr>,
+    pub(crate) mtu: u16,
+    pub(crate) neighbours: BTreeMap<IpAddr, MacAddr>,
+    pub(crate) capacity: usize,
+}
+
+/// What happened, for the summary.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) frames: u64,
+    pub(crate) transmitted: u64,
+    pub(crate) passed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) skipped: u64,
+    /// Per real server: (service, real address:port, forwarding, connections).
+    pub(crate) reals: Vec<(String, String, Forward, u64)>,
+    pub(crate) text: String,
+}
+
+/// Runs `frames` through an engine configured by `rules`; transmitted frames go to `out`,
+/// frames handed back to the host to `pass_out`.
+pub(crate) fn run(
+    rules: &[(usize, Rule)],
+    options: &Options,
+    frames: &[Frame],
+    out: &mut Writer,
+    mut pass_out: Option<&mut Writer>,
+) -> Result<Report, String> {
+    let mut memory = vec![0u8; ConnTable::footprint(options.capacity)];
+    let table =
+        ConnTable::new(&mut memory, options.capacity, 0x5eed).map_err(|e| format!("connection table: {e:?}"))?;
+    let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
+    let mut config = EngineConfig {
+        mac: options.mac,
+        mtu: options.mtu,
+        ..EngineConfig::default()
+    };
+    for addr in &options.tunnel_src {
+        match addr {
+            IpAddr::V4(a) => config.tunnel_v4 = Some(*a),
+            IpAddr::V6(a) => config.tunnel_v6 = Some(*a),
+        }
+    }
+    let mut engine: Engine<'_, REALS> = Engine::new(table, &mut slots, config).map_err(|e| format!("engine: {e:?}"))?;
+    for (line, rule) in rules {
+        let result = match rule {
+            Rule::Service { key, scheduler, flags } => engine.add_service(
+                *key,
+                &ServiceConfig {
+                    scheduler,
+                    flags: *flags,
+                },
+            ),
+            Rule::Real { key, real } => engine.add_real(key, real),
+        };
+        result.map_err(|e| format!("rules line {line}: {e:?}"))?;
+    }
+    let neighbours = |addr: IpAddr| options.neighbours.get(&addr).copied();
+    let mut report = Report::default();
+    let mut storage = vec![0u8; HEADROOM + 70_000];
+    for frame in frames {
+        report.frames += 1;
+        if frame.linktype != 1 || frame.data.len() > 65_535 {
+            report.skipped += 1;
+            continue;
+        }
+        let now_ms = frame.ts_us / 1000;
+        let len = frame.data.len();
+        storage[HEADROOM..HEADROOM + len].copy_from_slice(&frame.data);
+        let mut buf = PacketBuf::new(&mut storage, HEADROOM, len).map_err(|e| format!("{e}"))?;
+        match engine.process(&mut buf, now_ms, &neighbours) {
+            Verdict::Transmit { .. } => {
+                report.transmitted += 1;
+                out.write(frame.ts_us, buf.data())?;
+            }
+            Verdict::Pass => {
+                report.passed += 1;
+                if let Some(w) = pass_out.as_deref_mut() {
+                    w.write(frame.ts_us, &frame.data)?;
+                }
+            }
+            Verdict::Drop(_) => report.dropped += 1,
+        }
+        engine.sweep(now_ms, 16);
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "frames {}: transmitted {}, passed to host {}, dropped {}, skipped (not Ethernet) {}",
+        report.frames, report.transmitted, report.passed, report.dropped, report.skipped
+    );
+    for service in engine.services() {
+        let key = service.key();
+        let proto = if key.proto == vs_proto::wire::IpProtocol::TCP {
+            "TCP"
+        } else {
+            "UDP"
+        };
+        let name = format!("{proto} {}", endpoint(key.addr, key.port));
+        let s = service.stats();
+        let _ = writeln!(
+            text,
+            "{name} {}: conns {} inpkts {} outpkts {} inbytes {} outbytes {}",
+            service.scheduler(),
+            s.conns,
+            s.in_packets,
+            s.out_packets,
+            s.in_bytes,
+            s.out_bytes
+        );
+        for (real, dest) in service.reals() {
+            let share = if s.conns == 0 {
+                0.0
+            } else {
+                100.0 * real.stats.conns as f64 / s.conns as f64
+            };
+            let _ = writeln!(
+                text,
+                "  -> {} {:?} weight {}: conns {} ({share:.0}%) inpkts {} outpkts {} active {} inactive {}",
+                endpoint(real.addr, real.port),
+                real.forward,
+                dest.weight,
+                real.stats.conns,
+                real.stats.in_packets,
+                real.stats.out_packets,
+                dest.active,
+                dest.inactive
+            );
+            report.reals.push((
+                name.clone(),
+                endpoint(real.addr, real.port),
+                real.forward,
+                real.stats.conns,
+            ));
+        }
+    }
+    for reason in DropReason::ALL {
+        let n = engine.stats().drops_for(*reason);
+        if n > 0 {
+            let _ = writeln!(text, "dropped ({}): {n}", reason.as_str());
+        }
+    }
+    report.text = text;
+    Ok(report)
+}
+
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}

@@ -1,0 +1,204 @@
+//! Rules in `ipvsadm-save` / `ipvsadm -R` form: `-A` lines add virtual services, `-a` lines add
+//! real servers. A malformed line is an error naming its line number, and no rule applies.
+
+use std::net::{IpAddr, SocketAddr};
+
+use vs_proto::conn::Forward;
+use vs_proto::engine::{RealConfig, ServiceKey};
+use vs_proto::wire::IpProtocol;
+use vs_sched::SchedFlags;
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// `-A`: a virtual service with its scheduler and flags.
+    Service {
+        key: ServiceKey,
+        scheduler: String,
+        flags: SchedFlags,
+    },
+    /// `-a`: a real server of a service.
+    Real { key: ServiceKey, real: RealConfig },
+}
+
+/// A rule file error: line number (1-based) and message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RuleError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// The port of a few well-known service names, as ipvsadm resolves them with getservbyname.
+fn port_number(text: &str) -> Option<u16> {
+    text.parse().ok().or(match text {
+        "http" => Some(80),
+        "https" => Some(443),
+        "domain" => Some(53),
+        "ftp" => Some(21),
+        "ssh" => Some(22),
+        "smtp" => Some(25),
+        "http-alt" | "webcache" => Some(8080),
+        _ => None,
+    })
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, with a numeric or well-known port.
+fn endpoint(text: &str) -> Result<(IpAddr, u16), String> {
+    if let Ok(sock) = text.parse::<SocketAddr>() {
+        return Ok((sock.ip(), sock.port()));
+    }
+    let (addr, port) = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:").ok_or_else(|| format!("bad address `{text}`"))?,
+        None => text.rsplit_once(':').ok_or_else(|| format!("`{text}` needs a port"))?,
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| format!("bad address `{addr}`"))?;
+    let port = port_number(port).ok_or_else(|| format!("bad port `{port}`"))?;
+    Ok((addr, port))
+}
+
+/// Parses a whole rule file into (line number, rule) pairs.
+pub(crate) fn parse(text: &str) -> Result<Vec<(usize, Rule)>, RuleError> {
+    let mut rules = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let rule = parse_line(&words).map_err(|message| RuleError { line: n + 1, message })?;
+        rules.push((n + 1, rule));
+    }
+    Ok(rules)
+}
+
+fn parse_line(words: &[&str]) -> Result<Rule, String> {
+    let mut command = None;
+    let mut key = None;
+    let mut scheduler = "wlc".to_owned();
+    let mut flags = SchedFlags::empty();
+    let mut real = None;
+    let mut forward = Forward::DirectRoute;
+    let (mut weight, mut upper, mut lower) = (1u32, 0u32, 0u32);
+    let mut it = words.iter().copied().peekable();
+    let number = |v: Option<&str>, what: &str| -> Result<u32, String> {
+        let v = v.ok_or_else(|| format!("{what} needs a value"))?;
+        v.parse().map_err(|_| format!("bad {what} `{v}`"))
+    };
+    while let Some(word) = it.next() {
+        match word {
+            "-A" | "--add-service" => command = Some('A'),
+            "-a" | "--add-server" => command = Some('a'),
+            "-t" | "--tcp-service" | "-u" | "--udp-service" => {
+                let proto = if word.starts_with("-t") || word == "--tcp-service" {
+                    IpProtocol::TCP
+                } else {
+                    IpProtocol::UDP
+                };
+                let (addr, port) = endpoint(it.next().ok_or("service address missing")?)?;
+                key = Some(ServiceKey { proto, addr, port });
+            }
+            "-f" | "--fwmark-service" => {
+                return Err("firewall-mark services are not supported by the engine yet".into());
+            }
+            "-s" | "--scheduler" => scheduler = it.next().ok_or("scheduler name missing")?.to_owned(),
+            "-p" | "--persistent" => {
+                return Err("persistence is not supported by the engine yet (it arrives with issue 5)".into());
+            }
+            "-M" | "--netmask" => return Err("-M needs persistence, which the engine does not support yet".into()),
+            "-b" | "--sched-flags" => {
+                for f in it.next().ok_or("scheduler flags missing")?.split(',') {
+                    flags |= SchedFlags::from_ipvsadm_name(f).ok_or_else(|| format!("unknown scheduler flag `{f}`"))?;
+                }
+            }
+            "-r" | "--real-server" => real = Some(it.next().ok_or("real server address missing")?),
+            "-m" | "--masquerading" => forward = Forward::Nat,
+            "-g" | "--gatewaying" => forward = Forward::DirectRoute,
+            "-i" | "--ipip" => forward = Forward::Tunnel,
+            "-w" | "--weight" => weight = number(it.next(), "weight")?,
+            "-x" | "--u-threshold" => upper = number(it.next(), "upper threshold")?,
+            "-y" | "--l-threshold" => lower = number(it.next(), "lower threshold")?,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    let key = key.ok_or("no service (-t or -u)")?;
+    match command {
+        Some('A') => Ok(Rule::Service { key, scheduler, flags }),
+        Some('a') => {
+            let text = real.ok_or("-a needs -r ADDR[:PORT]")?;
+            // A real server without a port takes the service's; DR and TUN always use it.
+            let (addr, port) = endpoint(text).or_else(|_| {
+                text.parse::<IpAddr>()
+                    .map(|a| (a, key.port))
+                    .map_err(|_| format!("bad real server `{text}`"))
+            })?;
+            let port = if forward == Forward::Nat { port } else { key.port };
+            if weight > 65535 {
+                return Err(format!("weight {weight} out of range (0..65535)"));
+            }
+            Ok(Rule::Real {
+                key,
+                real: RealConfig {
+                    addr,
+                    port,
+                    forward,
+                    weight,
+                    upper_threshold: upper,
+                    lower_threshold: lower,
+                },
+            })
+        }
+        _ => Err("a rule starts with -A or -a".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_format_lines() {
+        let rules = parse(
+            "# the classic LVS-NAT example\n-A -t 198.18.0.100:http -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:http -m -w 1\n\
+             -A -u [2001:db8::1]:53 -s sh -b sh-port,sh-fallback\n-a -u [2001:db8::1]:53 -r [2001:db8:1::1]:5353 -i -w 3 -x 10 -y 5\n",
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 4);
+        let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
+        let Rule::Service { key, scheduler, .. } = &rules[0] else {
+            panic!()
+        };
+        assert_eq!((key.port, scheduler.as_str()), (80, "rr"));
+        let Rule::Real { real, .. } = &rules[1] else { panic!() };
+        assert_eq!((real.port, real.forward, real.weight), (80, Forward::Nat, 1));
+        let Rule::Service { flags, .. } = &rules[2] else {
+            panic!()
+        };
+        assert_eq!(*flags, SchedFlags::SCHED1 | SchedFlags::SCHED2);
+        let Rule::Real { real, .. } = &rules[3] else { panic!() };
+        assert_eq!(
+            (real.port, real.forward, real.upper_threshold, real.lower_threshold),
+            (53, Forward::Tunnel, 10, 5),
+            "TUN takes the service port"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse("-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r nonsense -m\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(parse("-A -t 198.18.0.100:80 -s rr -q\n").unwrap_err().line, 1);
+        assert!(parse("-A -t 198.18.0.100 -s rr\n").is_err(), "a service needs a port");
+        assert!(
+            parse("-A -t 198.18.0.100:80 -p 300\n")
+                .unwrap_err()
+                .message
+                .contains("persistence")
+        );
+    }
+}
