@@ -532,3 +532,37 @@ fn processing_does_not_allocate() {
     lab.engine.sweep(10_000_000, 1024);
     assert_eq!(ALLOCATIONS.with(Cell::get), before, "the packet path allocated");
 }
+
+#[test]
+fn a_burst_decides_as_packet_by_packet_does() {
+    let frames: Vec<Vec<u8>> = (0..100u8)
+        .flat_map(|n| {
+            let c = (v4(198, 18, 7, n), 2000 + u16::from(n));
+            [
+                frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""),
+                frame(c, vip(), IpProtocol::TCP, TcpFlags::ACK, b"x"),
+            ]
+        })
+        .collect();
+    let mut one = Lab::new("wlc", Forward::Nat, &[1, 2, 3], 512);
+    let singles: Vec<(Verdict, Vec<u8>)> = frames.iter().map(|f| one.send(f, 5)).collect();
+    let mut burst = Lab::new("wlc", Forward::Nat, &[1, 2, 3], 512);
+    let mut storages: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| [vec![0u8; HEADROOM], f.clone()].concat())
+        .collect();
+    let mut bufs: Vec<PacketBuf<'_>> = storages
+        .iter_mut()
+        .zip(&frames)
+        .map(|(s, f)| PacketBuf::new(s, HEADROOM, f.len()).unwrap())
+        .collect();
+    let mut verdicts = vec![Verdict::Pass; bufs.len()];
+    assert_eq!(
+        burst.engine.process_burst(&mut bufs, 5, &neighbours, &mut verdicts),
+        frames.len()
+    );
+    for (i, (v, out)) in singles.iter().enumerate() {
+        assert_eq!(verdicts[i], *v, "packet {i}");
+        assert_eq!(bufs[i].data(), &out[..], "packet {i}");
+    }
+}

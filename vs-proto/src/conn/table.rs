@@ -402,6 +402,17 @@ impl<'a> ConnTable<'a> {
         None
     }
 
+    /// Loads the primary bucket a lookup under (protocol, address, port) will read, so that a
+    /// burst can start every bucket's cache miss before the first lookup waits on one. (A
+    /// plain load: the prefetch instruction needs `unsafe`, which this crate forbids; the
+    /// effect on a superscalar CPU is the same overlap of misses.)
+    pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) {
+        let (b1, _, _) = self.place(self.hash(proto.0, &octets(addr), port));
+        if let Some(bucket) = self.buckets.get(b1) {
+            core::hint::black_box(bucket.tags.first().copied());
+        }
+    }
+
     /// In-lookup (client → virtual service): the connection (not a template) of this client
     /// to this virtual address and port.
     #[must_use]
