@@ -78,11 +78,7 @@ impl Lab {
         };
         let mut engine = Engine::new(table, services, config).unwrap();
         for proto in [IpProtocol::TCP, IpProtocol::UDP] {
-            let key = ServiceKey {
-                proto,
-                addr: vip().0,
-                port: vip().1,
-            };
+            let key = ServiceKey::new(proto, vip().0, vip().1);
             engine
                 .add_service(
                     key,
@@ -117,20 +113,12 @@ impl Lab {
     }
 
     fn tcp_key(&self) -> ServiceKey {
-        ServiceKey {
-            proto: IpProtocol::TCP,
-            addr: vip().0,
-            port: vip().1,
-        }
+        ServiceKey::new(IpProtocol::TCP, vip().0, vip().1)
     }
 
     /// (active, inactive) of each real server, in IPVS list order.
     fn counts(&self, proto: IpProtocol) -> Vec<(IpAddr, u32, u32)> {
-        let key = ServiceKey {
-            proto,
-            addr: vip().0,
-            port: vip().1,
-        };
+        let key = ServiceKey::new(proto, vip().0, vip().1);
         self.engine
             .service(&key)
             .unwrap()
@@ -474,11 +462,7 @@ fn ipv6_nat() {
     .unwrap();
     let vip: IpAddr = "2001:db8::100".parse().unwrap();
     let real: IpAddr = "2001:db8:1::1".parse().unwrap();
-    let key = ServiceKey {
-        proto: IpProtocol::TCP,
-        addr: vip,
-        port: 443,
-    };
+    let key = ServiceKey::new(IpProtocol::TCP, vip, 443);
     engine.add_service(key, &ServiceConfig::default()).unwrap();
     engine
         .add_real(
@@ -565,4 +549,123 @@ fn a_burst_decides_as_packet_by_packet_does() {
         assert_eq!(verdicts[i], *v, "packet {i}");
         assert_eq!(bufs[i].data(), &out[..], "packet {i}");
     }
+}
+
+#[test]
+fn firewall_mark_services_match_marked_packets() {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
+    let services: &'static mut [ServiceSlot<8>] = Box::leak(
+        (0..2)
+            .map(|_| ServiceSlot::default())
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut engine = Engine::new(
+        ConnTable::new(memory, 16, 1).unwrap(),
+        services,
+        EngineConfig::default(),
+    )
+    .unwrap();
+    let key = ServiceKey::fwmark(7, false);
+    engine
+        .add_service(
+            key,
+            &ServiceConfig {
+                scheduler: "rr",
+                ..ServiceConfig::default()
+            },
+        )
+        .unwrap();
+    // No port: the packet's destination port is kept.
+    engine
+        .add_real(
+            &key,
+            &RealConfig {
+                addr: rs(1),
+                port: 0,
+                forward: Forward::Nat,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        )
+        .unwrap();
+    let c = client(20);
+    let mut send = |dst: (IpAddr, u16), mark: u32| {
+        let f = frame(c, dst, IpProtocol::TCP, TcpFlags::SYN, b"");
+        let mut storage = f.clone();
+        let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+        let v = engine.process_marked(&mut buf, mark, 0, &neighbours);
+        (v, buf.data().to_vec())
+    };
+    let (v, _) = send((v4(198, 18, 0, 50), 443), 0);
+    assert_eq!(v, Verdict::Pass, "unmarked packets do not match");
+    let (v, out) = send((v4(198, 18, 0, 50), 443), 7);
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    let s = summary(&out);
+    assert_eq!((s.dst, s.dst_port()), (Some(rs(1)), 443));
+    let (v, out) = send((v4(198, 18, 0, 51), 8443), 7);
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(summary(&out).dst_port(), 8443);
+}
+
+#[test]
+fn one_packet_scheduling_keeps_no_connection() {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
+    let services: &'static mut [ServiceSlot<8>] = Box::leak(
+        (0..2)
+            .map(|_| ServiceSlot::default())
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut engine = Engine::new(
+        ConnTable::new(memory, 16, 1).unwrap(),
+        services,
+        EngineConfig::default(),
+    )
+    .unwrap();
+    let key = ServiceKey::new(IpProtocol::UDP, vip().0, 53);
+    engine
+        .add_service(
+            key,
+            &ServiceConfig {
+                scheduler: "rr",
+                one_packet: true,
+                ..ServiceConfig::default()
+            },
+        )
+        .unwrap();
+    for n in [1, 2] {
+        engine
+            .add_real(
+                &key,
+                &RealConfig {
+                    addr: rs(n),
+                    port: 53,
+                    forward: Forward::Nat,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            )
+            .unwrap();
+    }
+    let mut targets = vec![];
+    for _ in 0..4 {
+        let f = frame(client(21), (vip().0, 53), IpProtocol::UDP, TcpFlags::empty(), b"q");
+        let mut storage = f.clone();
+        let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+        assert!(matches!(
+            engine.process(&mut buf, 0, &neighbours),
+            Verdict::Transmit { .. }
+        ));
+        targets.push(summary(buf.data()).dst.unwrap());
+    }
+    assert_eq!(
+        targets,
+        [rs(2), rs(1), rs(2), rs(1)],
+        "every datagram of the same flow is scheduled anew"
+    );
+    assert!(engine.connections().is_empty());
+    assert_eq!(engine.service(&key).unwrap().stats().conns, 4);
 }

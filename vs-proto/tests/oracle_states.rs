@@ -73,11 +73,7 @@ impl Lab {
             (IpProtocol::TCP, "198.19.1.12", 80, "192.188.4.1"),
             (IpProtocol::TCP, "198.19.1.13", 80, "192.188.4.1"),
         ] {
-            let key = ServiceKey {
-                proto,
-                addr: a(vip),
-                port,
-            };
+            let key = ServiceKey::new(proto, a(vip), port);
             engine
                 .add_service(
                     key,

@@ -1,5 +1,5 @@
 //! The no-std proof: a freestanding static binary with its own panic handler that calls the
-//! parser and the rewriters of `vs-proto` and every scheduler of `vs-sched`.
+//! parser, the rewriters and the engine of `vs-proto` and every scheduler of `vs-sched`.
 //!
 //! If any crate in `vs-proto`'s dependency graph linked `std`, this fails to build with a
 //! duplicate `panic_impl` lang item (E0152); if any linked `alloc`, it fails with "no global
@@ -78,6 +78,37 @@ fn schedule_all() -> usize {
     picked
 }
 
+/// Runs a SYN through an engine with one NAT service in memory of its own.
+fn engine_once(memory: &mut [u8], frame: &mut [u8]) -> bool {
+    use vs_proto::conn::{ConnTable, Forward};
+    use vs_proto::engine::{Engine, EngineConfig, RealConfig, ServiceConfig, ServiceKey, ServiceSlot, Verdict};
+    let Ok(table) = ConnTable::new(memory, 16, 1) else { return false };
+    let mut services: [ServiceSlot<2>; 1] = [ServiceSlot::default()];
+    let Ok(mut engine) = Engine::new(table, &mut services, EngineConfig::default()) else { return false };
+    let vip = core::net::Ipv4Addr::new(198, 18, 0, 2).into();
+    let key = ServiceKey::new(vs_proto::wire::IpProtocol::UDP, vip, 53);
+    if engine.add_service(key, &ServiceConfig::default()).is_err() {
+        return false;
+    }
+    let real = RealConfig {
+        addr: core::net::Ipv4Addr::new(198, 18, 1, 1).into(),
+        port: 53,
+        forward: Forward::Nat,
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    if engine.add_real(&key, &real).is_err() {
+        return false;
+    }
+    let len = frame.len();
+    let Ok(mut buf) = PacketBuf::new(frame, 0, len) else { return false };
+    let neighbours = |_| Some(vs_proto::wire::MacAddr([2, 0, 0, 0, 0, 9]));
+    let verdict = engine.process(&mut buf, 0, &neighbours);
+    engine.sweep(1, 16);
+    matches!(verdict, Verdict::Transmit { .. })
+}
+
 /// The entry point the linker looks for when there are no start files.
 #[unsafe(no_mangle)]
 pub extern "C" fn _start() -> ! {
@@ -85,6 +116,9 @@ pub extern "C" fn _start() -> ! {
     let n = exercise(&mut storage);
     core::hint::black_box(n);
     core::hint::black_box(schedule_all());
+    let mut memory = [0u8; vs_proto::conn::ConnTable::footprint(16)];
+    let mut frame = FRAME;
+    core::hint::black_box(engine_once(&mut memory, &mut frame));
     loop {
         core::hint::spin_loop();
     }

@@ -68,11 +68,17 @@ pub(crate) fn run(
     let mut engine: Engine<'_, REALS> = Engine::new(table, &mut slots, config).map_err(|e| format!("engine: {e:?}"))?;
     for (line, rule) in rules {
         let result = match rule {
-            Rule::Service { key, scheduler, flags } => engine.add_service(
+            Rule::Service {
+                key,
+                scheduler,
+                flags,
+                one_packet,
+            } => engine.add_service(
                 *key,
                 &ServiceConfig {
                     scheduler,
                     flags: *flags,
+                    one_packet: *one_packet,
                 },
             ),
             Rule::Real { key, real } => engine.add_real(key, real),

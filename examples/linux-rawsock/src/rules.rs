@@ -16,6 +16,7 @@ pub(crate) enum Rule {
         key: ServiceKey,
         scheduler: String,
         flags: SchedFlags,
+        one_packet: bool,
     },
     /// `-a`: a real server of a service.
     Real { key: ServiceKey, real: RealConfig },
@@ -82,6 +83,9 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
     let mut key = None;
     let mut scheduler = "wlc".to_owned();
     let mut flags = SchedFlags::empty();
+    let mut one_packet = false;
+    let mut ipv6 = false;
+    let mut mark = None;
     let mut real = None;
     let mut forward = Forward::DirectRoute;
     let (mut weight, mut upper, mut lower) = (1u32, 0u32, 0u32);
@@ -101,11 +105,22 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
                     IpProtocol::UDP
                 };
                 let (addr, port) = endpoint(it.next().ok_or("service address missing")?)?;
-                key = Some(ServiceKey { proto, addr, port });
+                key = Some(ServiceKey::new(proto, addr, port));
             }
             "-f" | "--fwmark-service" => {
-                return Err("firewall-mark services are not supported by the engine yet".into());
+                let v = it.next().ok_or("firewall mark missing")?;
+                let m = if let Some(hex) = v.strip_prefix("0x") {
+                    u32::from_str_radix(hex, 16).ok()
+                } else {
+                    v.parse().ok()
+                };
+                mark = Some(
+                    m.filter(|m| *m != 0)
+                        .ok_or_else(|| format!("bad firewall mark `{v}`"))?,
+                );
             }
+            "-6" | "--ipv6" => ipv6 = true,
+            "-o" | "--ops" => one_packet = true,
             "-s" | "--scheduler" => scheduler = it.next().ok_or("scheduler name missing")?.to_owned(),
             "-p" | "--persistent" => {
                 return Err("persistence is not supported by the engine yet (it arrives with issue 5)".into());
@@ -126,14 +141,26 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
             other => return Err(format!("unknown option `{other}`")),
         }
     }
-    let key = key.ok_or("no service (-t or -u)")?;
+    let key = match (key, mark) {
+        (Some(k), None) => k,
+        (None, Some(m)) => ServiceKey::fwmark(m, ipv6),
+        (Some(_), Some(_)) => return Err("-f cannot be combined with -t or -u".into()),
+        (None, None) => return Err("no service (-t, -u or -f)".into()),
+    };
     match command {
-        Some('A') => Ok(Rule::Service { key, scheduler, flags }),
+        Some('A') => Ok(Rule::Service {
+            key,
+            scheduler,
+            flags,
+            one_packet,
+        }),
         Some('a') => {
             let text = real.ok_or("-a needs -r ADDR[:PORT]")?;
             // A real server without a port takes the service's; DR and TUN always use it.
             let (addr, port) = endpoint(text).or_else(|_| {
-                text.parse::<IpAddr>()
+                text.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
                     .map(|a| (a, key.port))
                     .map_err(|_| format!("bad real server `{text}`"))
             })?;
@@ -165,7 +192,7 @@ mod tests {
     fn save_format_lines() {
         let rules = parse(
             "# the classic LVS-NAT example\n-A -t 198.18.0.100:http -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:http -m -w 1\n\
-             -A -u [2001:db8::1]:53 -s sh -b sh-port,sh-fallback\n-a -u [2001:db8::1]:53 -r [2001:db8:1::1]:5353 -i -w 3 -x 10 -y 5\n",
+             -A -u [2001:db8::1]:53 -s sh -b sh-port,sh-fallback -o\n-a -u [2001:db8::1]:53 -r [2001:db8:1::1]:5353 -i -w 3 -x 10 -y 5\n",
         )
         .unwrap();
         assert_eq!(rules.len(), 4);
@@ -186,6 +213,20 @@ mod tests {
             (53, Forward::Tunnel, 10, 5),
             "TUN takes the service port"
         );
+    }
+
+    #[test]
+    fn firewall_mark_services() {
+        let rules = parse("-A -f 0x10 -6 -s mh\n-a -f 16 -6 -r [2001:db8:1::1] -m -w 2\n").unwrap();
+        let Rule::Service { key, .. } = &rules[0].1 else {
+            panic!()
+        };
+        assert_eq!(*key, ServiceKey::fwmark(16, true));
+        let Rule::Real { key, real } = &rules[1].1 else {
+            panic!()
+        };
+        assert!(key.is_fwmark());
+        assert_eq!((real.port, real.weight), (0, 2));
     }
 
     #[test]

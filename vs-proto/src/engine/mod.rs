@@ -108,6 +108,12 @@ fn expired(expires: u32, now: u32) -> bool {
     now.wrapping_sub(expires) as i32 >= 0
 }
 
+/// A scheduling decision: a new connection, or a one-packet datagram that keeps none.
+enum Scheduled {
+    Conn(ConnIndex),
+    OnePacket { forward: Forward, real: (IpAddr, u16) },
+}
+
 /// The outcome of an in-lookup hit.
 enum InHit {
     Forward,
@@ -209,7 +215,7 @@ impl<'a, const D: usize> Engine<'a, D> {
     /// [`ConfigError::Exists`], [`ConfigError::Invalid`] (not TCP/UDP), [`ConfigError::Full`],
     /// [`ConfigError::UnknownScheduler`].
     pub fn add_service(&mut self, key: ServiceKey, config: &ServiceConfig<'_>) -> Result<(), ConfigError> {
-        if !matches!(key.proto, IpProtocol::TCP | IpProtocol::UDP) {
+        if !key.is_fwmark() && !matches!(key.proto, IpProtocol::TCP | IpProtocol::UDP) {
             return Err(ConfigError::Invalid);
         }
         if self.service_index(&key).is_some() {
@@ -294,8 +300,20 @@ impl<'a, const D: usize> Engine<'a, D> {
     /// Processes one packet held in `buf` at host time `now_ms`, rewriting it in place, and
     /// says what to do with it.
     pub fn process(&mut self, buf: &mut PacketBuf<'_>, now_ms: u64, neighbours: &impl Neighbours) -> Verdict {
+        self.process_marked(buf, 0, now_ms, neighbours)
+    }
+
+    /// As [`Engine::process`], for a packet the host gave firewall mark `mark` (0: none), which
+    /// firewall-mark services match.
+    pub fn process_marked(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        mark: u32,
+        now_ms: u64,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
         let summary = self.parse(buf);
-        self.process_parsed(buf, summary, now_ms, neighbours)
+        self.process_parsed(buf, summary, mark, now_ms, neighbours)
     }
 
     /// Processes a burst: parses every packet and loads the table buckets their lookups will
@@ -330,7 +348,7 @@ impl<'a, const D: usize> Engine<'a, D> {
                 let (Some(buf), Some(summary)) = (packets.get_mut(done + i), slot) else {
                     continue;
                 };
-                let verdict = self.process_parsed(buf, summary, now_ms, neighbours);
+                let verdict = self.process_parsed(buf, summary, 0, now_ms, neighbours);
                 if let Some(v) = verdicts.get_mut(done + i) {
                     *v = verdict;
                 }
@@ -355,6 +373,7 @@ impl<'a, const D: usize> Engine<'a, D> {
         &mut self,
         buf: &mut PacketBuf<'_>,
         summary: Option<Summary>,
+        mark: u32,
         now_ms: u64,
         neighbours: &impl Neighbours,
     ) -> Verdict {
@@ -398,13 +417,9 @@ impl<'a, const D: usize> Engine<'a, D> {
                 return self.forward_out(index, buf, &summary, &flow, now, neighbours);
             }
         }
-        // 3. A new connection to a virtual service.
-        let key = ServiceKey {
-            proto,
-            addr: dst,
-            port: dport,
-        };
-        let Some(service) = self.service_index(&key) else {
+        // 3. A new connection to a virtual service (a marked packet's firewall-mark service
+        // first, as IPVS looks them up).
+        let Some(service) = self.find_service(proto, flow.dst, mark) else {
             return self.pass();
         };
         if !opens {
@@ -412,7 +427,10 @@ impl<'a, const D: usize> Engine<'a, D> {
             return self.pass();
         }
         match self.schedule(service, &flow, now, now_ms) {
-            Ok(index) => self.forward_in(index, buf, &summary, &flow, now, neighbours),
+            Ok(Scheduled::Conn(index)) => self.forward_in(index, buf, &summary, &flow, now, neighbours),
+            Ok(Scheduled::OnePacket { forward, real }) => {
+                self.transmit_in(buf, &summary, &flow, forward, real, neighbours)
+            }
             Err(DropReason::NoDestination) => {
                 self.stats.count_drop(DropReason::NoDestination);
                 // IPVS answers with ICMP port unreachable from the VIP (§3.8).
@@ -423,6 +441,29 @@ impl<'a, const D: usize> Engine<'a, D> {
             }
             Err(reason) => self.drop(reason),
         }
+    }
+
+    /// The service a new connection from this packet belongs to.
+    fn find_service(&self, proto: IpProtocol, dst: (IpAddr, u16), mark: u32) -> Option<usize> {
+        let matches = |key: &ServiceKey| {
+            if key.is_fwmark() {
+                mark != 0 && key.fwmark == mark && key.addr.is_ipv4() == dst.0.is_ipv4()
+            } else {
+                *key == ServiceKey::new(proto, dst.0, dst.1)
+            }
+        };
+        let live = |s: &ServiceSlot<D>| s.0.as_ref().filter(|s| !s.deleted).map(|s| s.key);
+        if mark != 0
+            && let Some(i) = self
+                .services
+                .iter()
+                .position(|s| live(s).is_some_and(|k| k.is_fwmark() && matches(&k)))
+        {
+            return Some(i);
+        }
+        self.services
+            .iter()
+            .position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
     }
 
     /// What to do with a packet that matched connection `index` (IPVS's in-handler checks):
@@ -465,7 +506,7 @@ impl<'a, const D: usize> Engine<'a, D> {
     }
 
     /// Schedules a new connection on `service` and inserts it; returns its index.
-    fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<ConnIndex, DropReason> {
+    fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<Scheduled, DropReason> {
         let svc = self
             .services
             .get_mut(service)
@@ -485,6 +526,25 @@ impl<'a, const D: usize> Engine<'a, D> {
             .ok_or(DropReason::NoDestination)?;
         let slot = svc.slot_of(id).ok_or(DropReason::NoDestination)?;
         let real = svc.reals.get(slot).and_then(|r| *r).ok_or(DropReason::NoDestination)?;
+        // A real server without a port (firewall-mark services) takes the packet's.
+        let real_port = if real.port == 0 { flow.dst.1 } else { real.port };
+        svc.stats.conns = svc.stats.conns.wrapping_add(1);
+        self.stats.total.conns = self.stats.total.conns.wrapping_add(1);
+        if let Some(Some(r)) = svc.reals.get_mut(slot) {
+            r.stats.conns = r.stats.conns.wrapping_add(1);
+        }
+        if svc.one_packet && flow.proto == IpProtocol::UDP {
+            // One-packet scheduling keeps no connection: count the datagram and send it on.
+            if let Some(Some(r)) = svc.reals.get_mut(slot) {
+                r.stats.count_in(flow.length);
+            }
+            svc.stats.count_in(flow.length);
+            self.stats.total.count_in(flow.length);
+            return Ok(Scheduled::OnePacket {
+                forward: real.forward,
+                real: (real.addr, real_port),
+            });
+        }
         let state = if flow.proto == IpProtocol::TCP {
             ConnState::None
         } else {
@@ -494,23 +554,28 @@ impl<'a, const D: usize> Engine<'a, D> {
             proto: flow.proto,
             client: flow.src,
             virt: flow.dst,
-            real: (real.addr, real.port),
+            real: (real.addr, real_port),
             forward: real.forward,
             dest: u16::try_from(service * D + slot).map_err(|_| DropReason::NoDestination)?,
             state,
             expires: now.wrapping_add(timeout_ticks(crate::conn::timeout::NEW_CONN_TIMEOUT_S)),
             template: false,
         };
-        let index = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+        let Ok(index) = self.conns.insert(&new) else {
+            // Refused: take back the counts.
+            svc.stats.conns = svc.stats.conns.wrapping_sub(1);
+            self.stats.total.conns = self.stats.total.conns.wrapping_sub(1);
+            if let Some(Some(r)) = svc.reals.get_mut(slot) {
+                r.stats.conns = r.stats.conns.wrapping_sub(1);
+            }
+            return Err(DropReason::TableFull);
+        };
         // Bind: every connection starts inactive (the first transition may activate it).
         svc.dests.bind(id, ConnKind::Inactive);
         if let Some(Some(r)) = svc.reals.get_mut(slot) {
             r.refs = r.refs.saturating_add(1);
-            r.stats.conns = r.stats.conns.wrapping_add(1);
         }
-        svc.stats.conns = svc.stats.conns.wrapping_add(1);
-        self.stats.total.conns = self.stats.total.conns.wrapping_add(1);
-        Ok(index)
+        Ok(Scheduled::Conn(index))
     }
 
     /// Moves a connection to `state`, keeping the real server's active / inactive counts, and
@@ -656,7 +721,19 @@ impl<'a, const D: usize> Engine<'a, D> {
         };
         self.set_state(index, state, now);
         self.count(index, flow.length, true);
-        let real = conn.real();
+        self.transmit_in(buf, summary, flow, conn.forward(), conn.real(), neighbours)
+    }
+
+    /// Sends a client's packet on to real server `real` by `forward`.
+    fn transmit_in(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        flow: &Flow,
+        forward: Forward,
+        real: (IpAddr, u16),
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
         let mut summary = *summary;
         let caps = self.config.caps;
         let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
@@ -666,7 +743,7 @@ impl<'a, const D: usize> Engine<'a, D> {
                 .answer(buf, &summary, IcmpError::TimeExceeded, flow.dst.0, neighbours)
                 .unwrap_or(Verdict::Drop(DropReason::TtlExceeded));
         }
-        match conn.forward() {
+        match forward {
             Forward::Nat => {
                 if rw.set_dst(real.0, real.1).is_err() {
                     return self.pass();

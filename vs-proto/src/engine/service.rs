@@ -8,16 +8,55 @@ use super::stats::Counters;
 use crate::conn::Forward;
 use crate::wire::IpProtocol;
 
-/// What identifies a virtual service: protocol, virtual address and port.
+/// What identifies a virtual service: protocol, virtual address and port — or, for a
+/// firewall-mark service, the mark the host gives packets (`fwmark` non-zero; then `proto` is
+/// 0, `addr` the unspecified address of the service's family and `port` 0, as IPVS keeps them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ServiceKey {
-    /// TCP or UDP.
+    /// TCP or UDP (0 for a firewall-mark service).
     pub proto: IpProtocol,
     /// Virtual IP address.
     pub addr: IpAddr,
     /// Virtual port.
     pub port: u16,
+    /// Firewall mark (0: an address-keyed service).
+    pub fwmark: u32,
+}
+
+impl ServiceKey {
+    /// An address-keyed service (`-t` / `-u`).
+    #[must_use]
+    pub fn new(proto: IpProtocol, addr: IpAddr, port: u16) -> ServiceKey {
+        ServiceKey {
+            proto,
+            addr,
+            port,
+            fwmark: 0,
+        }
+    }
+
+    /// A firewall-mark service (`-f MARK`, with `-6` for IPv6).
+    #[must_use]
+    pub fn fwmark(mark: u32, ipv6: bool) -> ServiceKey {
+        let addr = if ipv6 {
+            IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
+        };
+        ServiceKey {
+            proto: IpProtocol(0),
+            addr,
+            port: 0,
+            fwmark: mark,
+        }
+    }
+
+    /// True for a firewall-mark service.
+    #[must_use]
+    pub fn is_fwmark(&self) -> bool {
+        self.fwmark != 0
+    }
 }
 
 /// How a service schedules.
@@ -28,6 +67,9 @@ pub struct ServiceConfig<'n> {
     pub scheduler: &'n str,
     /// Scheduler flags (`sh-port`, ...).
     pub flags: SchedFlags,
+    /// One-packet scheduling (`-o`): every UDP datagram is scheduled on its own and no
+    /// connection is kept (ignored for TCP, as IPVS does).
+    pub one_packet: bool,
 }
 
 impl Default for ServiceConfig<'_> {
@@ -35,6 +77,7 @@ impl Default for ServiceConfig<'_> {
         ServiceConfig {
             scheduler: "wlc",
             flags: SchedFlags::empty(),
+            one_packet: false,
         }
     }
 }
@@ -116,6 +159,7 @@ pub struct Service<const D: usize> {
     pub(crate) key: ServiceKey,
     pub(crate) sched: Builtin,
     pub(crate) flags: SchedFlags,
+    pub(crate) one_packet: bool,
     pub(crate) dests: DestList<D>,
     pub(crate) reals: [Option<RealServer>; D],
     pub(crate) stats: Counters,
@@ -140,6 +184,7 @@ impl<const D: usize> Service<D> {
             key,
             sched,
             flags: config.flags,
+            one_packet: config.one_packet,
             dests,
             reals: core::array::from_fn(|_| None),
             stats: Counters::default(),
@@ -163,6 +208,12 @@ impl<const D: usize> Service<D> {
     #[must_use]
     pub fn flags(&self) -> SchedFlags {
         self.flags
+    }
+
+    /// One-packet scheduling.
+    #[must_use]
+    pub fn one_packet(&self) -> bool {
+        self.one_packet
     }
 
     /// Counters.
@@ -191,6 +242,7 @@ impl<const D: usize> Service<D> {
 
     pub(crate) fn add_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
         if config.addr.is_ipv4() != self.key.addr.is_ipv4() && config.forward != Forward::Tunnel {
+            // Only a tunnel may cross families (ipvsadm refuses the rest).
             return Err(ConfigError::Invalid);
         }
         // A removed server still draining keeps its slot; re-adding it is a new server here.
