@@ -669,3 +669,43 @@ fn one_packet_scheduling_keeps_no_connection() {
     assert!(engine.connections().is_empty());
     assert_eq!(engine.service(&key).unwrap().stats().conns, 4);
 }
+
+#[test]
+fn an_owned_engine_needs_no_outside_memory() {
+    use vs_proto::conn::{OwnedMemory, OwnedTable, buckets_for};
+    use vs_proto::engine::OwnedEngine;
+    use zerocopy::FromZeros;
+    const CAP: usize = 256;
+    const B: usize = buckets_for(CAP);
+    let table = OwnedTable::<CAP, B>::owned(OwnedMemory::new_zeroed(), 3).unwrap();
+    let services: [ServiceSlot<4>; 2] = Default::default();
+    let mut engine: Box<OwnedEngine<CAP, B, 2, 4>> =
+        Box::new(Engine::new(table, services, EngineConfig::default()).unwrap());
+    let key = ServiceKey::new(IpProtocol::TCP, vip().0, vip().1);
+    engine.add_service(key, &ServiceConfig::default()).unwrap();
+    engine
+        .add_real(
+            &key,
+            &RealConfig {
+                addr: rs(1),
+                port: 80,
+                forward: Forward::DirectRoute,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        )
+        .unwrap();
+    let f = frame(client(30), vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
+    let mut storage = f.clone();
+    let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+    assert_eq!(
+        engine.process(&mut buf, 0, &neighbours),
+        Verdict::Transmit { next_hop: rs(1) }
+    );
+    assert_eq!(engine.connections().len(), 1);
+    assert!(
+        OwnedTable::<CAP, 3>::owned(OwnedMemory::new_zeroed(), 0).is_err(),
+        "wrong bucket count"
+    );
+}

@@ -65,7 +65,7 @@ pub(crate) fn run(
             IpAddr::V6(a) => config.tunnel_v6 = Some(*a),
         }
     }
-    let mut engine: Engine<'_, REALS> = Engine::new(table, &mut slots, config).map_err(|e| format!("engine: {e:?}"))?;
+    let mut engine: Engine<'_, REALS> = Engine::new(table, &mut slots[..], config).map_err(|e| format!("engine: {e:?}"))?;
     for (line, rule) in rules {
         let result = match rule {
             Rule::Service {

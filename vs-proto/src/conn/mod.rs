@@ -15,5 +15,8 @@ pub mod table;
 pub mod timeout;
 
 pub use state::{ConnState, Direction, TcpEvent, tcp_transition};
-pub use table::{AlignedMemory, Conn, ConnIndex, ConnTable, Forward, InsertError, MemoryError, NewConn};
+pub use table::{
+    AlignedMemory, BorrowedMemory, Conn, ConnIndex, ConnTable, Forward, InsertError, MemoryError, NewConn, OwnedMemory,
+    OwnedTable, Table, TableMemory, buckets_for,
+};
 pub use timeout::Timeouts;

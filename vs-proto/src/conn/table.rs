@@ -250,17 +250,103 @@ pub enum MemoryError {
 /// Where a connection lives: its index in the entry array (stable while it lives).
 pub type ConnIndex = u32;
 
-/// The connection table over host-supplied memory.
+/// Where a table's buckets, entries and free list live.
+pub trait TableMemory {
+    /// The buckets (a power of two of them).
+    fn buckets(&self) -> &[Bucket];
+    /// The buckets, mutable.
+    fn buckets_mut(&mut self) -> &mut [Bucket];
+    /// The entries.
+    fn conns(&self) -> &[Conn];
+    /// The entries, mutable.
+    fn conns_mut(&mut self) -> &mut [Conn];
+    /// The free-index stack (as long as the entries).
+    fn free(&self) -> &[u32];
+    /// The free-index stack, mutable.
+    fn free_mut(&mut self) -> &mut [u32];
+}
+
+/// Table memory carved out of host-supplied bytes.
 #[derive(Debug)]
-pub struct ConnTable<'a> {
+pub struct BorrowedMemory<'a> {
     buckets: &'a mut [Bucket],
     conns: &'a mut [Conn],
     free: &'a mut [u32],
+}
+
+impl TableMemory for BorrowedMemory<'_> {
+    fn buckets(&self) -> &[Bucket] {
+        self.buckets
+    }
+    fn buckets_mut(&mut self) -> &mut [Bucket] {
+        self.buckets
+    }
+    fn conns(&self) -> &[Conn] {
+        self.conns
+    }
+    fn conns_mut(&mut self) -> &mut [Conn] {
+        self.conns
+    }
+    fn free(&self) -> &[u32] {
+        self.free
+    }
+    fn free_mut(&mut self) -> &mut [u32] {
+        self.free
+    }
+}
+
+/// Table memory owned by value, sized by const generics: `CAP` entries over `BUCKETS`
+/// buckets (use [`buckets_for`]`(CAP)`). Put it in a `static` or a `Box` for large tables.
+#[derive(Debug, FromZeros)]
+#[repr(C)]
+pub struct OwnedMemory<const CAP: usize, const BUCKETS: usize> {
+    buckets: [Bucket; BUCKETS],
+    conns: [Conn; CAP],
+    free: [u32; CAP],
+}
+
+impl<const CAP: usize, const BUCKETS: usize> TableMemory for OwnedMemory<CAP, BUCKETS> {
+    fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+    fn buckets_mut(&mut self) -> &mut [Bucket] {
+        &mut self.buckets
+    }
+    fn conns(&self) -> &[Conn] {
+        &self.conns
+    }
+    fn conns_mut(&mut self) -> &mut [Conn] {
+        &mut self.conns
+    }
+    fn free(&self) -> &[u32] {
+        &self.free
+    }
+    fn free_mut(&mut self) -> &mut [u32] {
+        &mut self.free
+    }
+}
+
+/// The number of buckets a table of `capacity` entries uses (for [`OwnedMemory`]).
+#[must_use]
+pub const fn buckets_for(capacity: usize) -> usize {
+    bucket_count(capacity)
+}
+
+/// The connection table over some [`TableMemory`].
+#[derive(Debug)]
+pub struct Table<M> {
+    mem: M,
     free_len: usize,
     mask: usize,
     key: [u64; 4],
     sweep_cursor: usize,
 }
+
+/// The connection table over host-supplied memory.
+pub type ConnTable<'a> = Table<BorrowedMemory<'a>>;
+
+/// The connection table owning its memory: `OwnedTable<4096, { buckets_for(4096) }>`.
+pub type OwnedTable<const CAP: usize, const BUCKETS: usize> = Table<OwnedMemory<CAP, BUCKETS>>;
 
 /// Buckets for a capacity: a power of two with at least twice as many ways as entries.
 const fn bucket_count(capacity: usize) -> usize {
@@ -271,7 +357,7 @@ const fn bucket_count(capacity: usize) -> usize {
     }
 }
 
-impl<'a> ConnTable<'a> {
+impl<'a> Table<BorrowedMemory<'a>> {
     /// Bytes of memory a table of `capacity` connections needs (including up to 63 bytes to
     /// align the start).
     #[must_use]
@@ -305,12 +391,28 @@ impl<'a> ConnTable<'a> {
         let (buckets, rest) = <[Bucket]>::mut_from_prefix_with_elems(memory, nb).map_err(|_| MemoryError::TooSmall)?;
         let (conns, rest) = <[Conn]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
         let (free, _) = <[u32]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
-        Ok(Self::from_parts(buckets, conns, free, seed))
+        Ok(Table::with_memory(BorrowedMemory { buckets, conns, free }, seed))
     }
+}
 
-    fn from_parts(buckets: &'a mut [Bucket], conns: &'a mut [Conn], free: &'a mut [u32], seed: u64) -> Self {
-        buckets.zero();
-        conns.zero();
+impl<const CAP: usize, const BUCKETS: usize> Table<OwnedMemory<CAP, BUCKETS>> {
+    /// A table owning its memory, seeding the hash with `seed`.
+    ///
+    /// # Errors
+    /// [`MemoryError::BadCapacity`] when `BUCKETS` is not `buckets_for(CAP)`.
+    pub fn owned(memory: OwnedMemory<CAP, BUCKETS>, seed: u64) -> Result<Self, MemoryError> {
+        if CAP == 0 || CAP > (1 << 31) || BUCKETS != bucket_count(CAP) {
+            return Err(MemoryError::BadCapacity);
+        }
+        Ok(Table::with_memory(memory, seed))
+    }
+}
+
+impl<M: TableMemory> Table<M> {
+    fn with_memory(mut mem: M, seed: u64) -> Self {
+        mem.buckets_mut().zero();
+        mem.conns_mut().zero();
+        let free = mem.free_mut();
         // Hand out low indices first.
         let n = free.len();
         for (i, slot) in free.iter_mut().enumerate() {
@@ -325,12 +427,11 @@ impl<'a> ConnTable<'a> {
             z ^ (z >> 31)
         };
         let key = [next(), next(), next(), next()];
-        ConnTable {
-            mask: buckets.len() - 1,
-            buckets,
-            conns,
-            free,
+        let mask = mem.buckets().len() - 1;
+        Table {
+            mem,
             free_len: n,
+            mask,
             key,
             sweep_cursor: 0,
         }
@@ -339,13 +440,13 @@ impl<'a> ConnTable<'a> {
     /// Connections the table can hold.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.conns.len()
+        self.mem.conns().len()
     }
 
     /// Connections in the table.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.conns.len() - self.free_len
+        self.mem.conns().len() - self.free_len
     }
 
     /// True when empty.
@@ -383,19 +484,25 @@ impl<'a> ConnTable<'a> {
     /// (protocol, client address, client port).
     fn find(&self, proto: u8, caddr: &[u8; 16], cport: u16, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
         let (b1, b2, tag) = self.place(self.hash(proto, caddr, cport));
-        let first = self.buckets.get(b1)?;
+        let first = self.mem.buckets().get(b1)?;
         if let Some(i) = self.scan(first, tag, &matches) {
             return Some(i);
         }
         if first.overflowed == 0 {
             return None;
         }
-        self.scan(self.buckets.get(b2)?, tag, &matches)
+        self.scan(self.mem.buckets().get(b2)?, tag, &matches)
     }
 
     fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
         for (t, &slot) in bucket.tags.iter().zip(&bucket.slots) {
-            if *t == tag && self.conns.get(slot as usize).is_some_and(|c| c.is_used() && matches(c)) {
+            if *t == tag
+                && self
+                    .mem
+                    .conns()
+                    .get(slot as usize)
+                    .is_some_and(|c| c.is_used() && matches(c))
+            {
                 return Some(slot);
             }
         }
@@ -408,7 +515,7 @@ impl<'a> ConnTable<'a> {
     /// effect on a superscalar CPU is the same overlap of misses.)
     pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) {
         let (b1, _, _) = self.place(self.hash(proto.0, &octets(addr), port));
-        if let Some(bucket) = self.buckets.get(b1) {
+        if let Some(bucket) = self.mem.buckets().get(b1) {
             core::hint::black_box(bucket.tags.first().copied());
         }
     }
@@ -459,18 +566,22 @@ impl<'a> ConnTable<'a> {
         let caddr = octets(new.client.0);
         let (b1, b2, tag) = self.place(self.hash(new.proto.0, &caddr, new.client.1));
         let top = self.free_len.checked_sub(1).ok_or(InsertError::TableFull)?;
-        let index = *self.free.get(top).ok_or(InsertError::TableFull)?;
-        let (bucket, way) = match free_way(self.buckets.get(b1)) {
+        let index = *self.mem.free().get(top).ok_or(InsertError::TableFull)?;
+        let (bucket, way) = match free_way(self.mem.buckets().get(b1)) {
             Some(w) => (b1, w),
             None => {
-                let w = free_way(self.buckets.get(b2)).ok_or(InsertError::BucketsFull)?;
-                if let Some(first) = self.buckets.get_mut(b1) {
+                let w = free_way(self.mem.buckets().get(b2)).ok_or(InsertError::BucketsFull)?;
+                if let Some(first) = self.mem.buckets_mut().get_mut(b1) {
                     first.overflowed = 1;
                 }
                 (b2, w)
             }
         };
-        let conn = self.conns.get_mut(index as usize).ok_or(InsertError::TableFull)?;
+        let conn = self
+            .mem
+            .conns_mut()
+            .get_mut(index as usize)
+            .ok_or(InsertError::TableFull)?;
         let mut flags = F_USED | new.forward as u16;
         if new.client.0.is_ipv6() {
             flags |= F_V6;
@@ -495,7 +606,7 @@ impl<'a> ConnTable<'a> {
             dest: new.dest,
             expires: new.expires,
         };
-        if let Some(b) = self.buckets.get_mut(bucket)
+        if let Some(b) = self.mem.buckets_mut().get_mut(bucket)
             && let (Some(t), Some(s)) = (b.tags.get_mut(way), b.slots.get_mut(way))
         {
             *t = tag;
@@ -508,12 +619,12 @@ impl<'a> ConnTable<'a> {
     /// The connection at an index.
     #[must_use]
     pub fn get(&self, index: ConnIndex) -> Option<&Conn> {
-        self.conns.get(index as usize).filter(|c| c.is_used())
+        self.mem.conns().get(index as usize).filter(|c| c.is_used())
     }
 
     /// The connection at an index, for state and timer changes.
     pub fn get_mut(&mut self, index: ConnIndex) -> Option<&mut Conn> {
-        self.conns.get_mut(index as usize).filter(|c| c.is_used())
+        self.mem.conns_mut().get_mut(index as usize).filter(|c| c.is_used())
     }
 
     /// Removes a connection and returns what it was.
@@ -521,7 +632,7 @@ impl<'a> ConnTable<'a> {
         let conn = *self.get(index)?;
         let (b1, b2, tag) = self.place(self.hash(conn.proto, &conn.caddr, conn.cport));
         for b in [b1, b2] {
-            if let Some(bucket) = self.buckets.get_mut(b) {
+            if let Some(bucket) = self.mem.buckets_mut().get_mut(b) {
                 for (t, s) in bucket.tags.iter_mut().zip(bucket.slots.iter_mut()) {
                     if *t == tag && *s == index {
                         *t = 0;
@@ -530,10 +641,11 @@ impl<'a> ConnTable<'a> {
                 }
             }
         }
-        if let Some(c) = self.conns.get_mut(index as usize) {
+        if let Some(c) = self.mem.conns_mut().get_mut(index as usize) {
             c.flags = 0;
         }
-        if let Some(slot) = self.free.get_mut(self.free_len) {
+        let top = self.free_len;
+        if let Some(slot) = self.mem.free_mut().get_mut(top) {
             *slot = index;
             self.free_len += 1;
         }
@@ -544,12 +656,12 @@ impl<'a> ConnTable<'a> {
     /// `f` with each connection's index; returns how many slots were visited. The host calls
     /// this with a work budget to expire connections incrementally.
     pub fn sweep(&mut self, budget: usize, mut f: impl FnMut(&mut Self, ConnIndex)) -> usize {
-        let n = self.conns.len();
+        let n = self.mem.conns().len();
         let visits = budget.min(n);
         for _ in 0..visits {
             let i = self.sweep_cursor;
             self.sweep_cursor = (self.sweep_cursor + 1) % n;
-            if self.conns.get(i).is_some_and(Conn::is_used) {
+            if self.mem.conns().get(i).is_some_and(Conn::is_used) {
                 f(self, u32::try_from(i).unwrap_or(NO_SLOT));
             }
         }
@@ -558,7 +670,8 @@ impl<'a> ConnTable<'a> {
 
     /// Every connection in use, by index.
     pub fn iter(&self) -> impl Iterator<Item = (ConnIndex, &Conn)> {
-        self.conns
+        self.mem
+            .conns()
             .iter()
             .enumerate()
             .filter(|(_, c)| c.is_used())
@@ -696,7 +809,8 @@ mod tests {
             indices.push(t.insert(&new_conn((v4(5, 5), *p), Forward::Nat)).unwrap());
         }
         assert_eq!(
-            t.buckets[target].overflowed, 1,
+            t.mem.buckets()[target].overflowed,
+            1,
             "four entries went to their secondary buckets"
         );
         for (p, i) in ports.iter().zip(&indices) {

@@ -26,7 +26,14 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vs_sched::{ConnKind, PacketInfo};
 
-use crate::conn::{ConnIndex, ConnState, ConnTable, Direction, Forward, NewConn, Timeouts, tcp_transition};
+use core::marker::PhantomData;
+
+use crate::conn::{
+    BorrowedMemory, ConnIndex, ConnState, Direction, Forward, NewConn, OwnedMemory, Table, TableMemory, Timeouts,
+    tcp_transition,
+};
+#[cfg(doc)]
+use crate::conn::{ConnTable, buckets_for};
 use crate::wire::{
     ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, Rewriter, Summary, TcpFlags,
     TunnelHeader, encapsulate, icmp_error,
@@ -82,11 +89,14 @@ impl Default for EngineConfig {
     }
 }
 
-/// The IPVS engine over host-supplied memory, with up to `D` real servers per service.
+/// The IPVS engine, with up to `D` real servers per service: by default over host-supplied
+/// memory (a [`ConnTable`] in the host's bytes and a slice of service slots); [`OwnedEngine`]
+/// owns both instead.
 #[derive(Debug)]
-pub struct Engine<'a, const D: usize = 64> {
-    conns: ConnTable<'a>,
-    services: &'a mut [ServiceSlot<D>],
+pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, S = &'a mut [ServiceSlot<D>]> {
+    conns: Table<M>,
+    services: S,
+    _memory: PhantomData<&'a mut ()>,
     timeouts: Timeouts,
     config: EngineConfig,
     stats: GlobalStats,
@@ -130,23 +140,26 @@ struct Flow {
     length: usize,
 }
 
-impl<'a, const D: usize> Engine<'a, D> {
+/// An engine that owns its memory: a table of `CAP` connections (`BUCKETS` =
+/// [`buckets_for`]`(CAP)`) and `S` services of `D` real servers. It is large: keep it in a
+/// `static` or a `Box`.
+pub type OwnedEngine<const CAP: usize, const BUCKETS: usize, const S: usize, const D: usize> =
+    Engine<'static, D, OwnedMemory<CAP, BUCKETS>, [ServiceSlot<D>; S]>;
+
+impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[ServiceSlot<D>]>> Engine<'a, D, M, S> {
     /// An engine over a connection table and `services.len()` service slots.
     ///
     /// # Errors
     /// [`ConfigError::Range`] when services × `D` exceeds the 65536 real-server slots a
     /// connection can name.
-    pub fn new(
-        conns: ConnTable<'a>,
-        services: &'a mut [ServiceSlot<D>],
-        config: EngineConfig,
-    ) -> Result<Self, ConfigError> {
-        if services.len().saturating_mul(D) > 1 << 16 || D == 0 {
+    pub fn new(conns: Table<M>, services: S, config: EngineConfig) -> Result<Self, ConfigError> {
+        if services.as_ref().len().saturating_mul(D) > 1 << 16 || D == 0 {
             return Err(ConfigError::Range);
         }
         Ok(Engine {
             conns,
             services,
+            _memory: PhantomData,
             timeouts: Timeouts::default(),
             config,
             stats: GlobalStats::default(),
@@ -178,17 +191,22 @@ impl<'a, const D: usize> Engine<'a, D> {
 
     /// The connection table (for listing, `ipvsadm -L -c`).
     #[must_use]
-    pub fn connections(&self) -> &ConnTable<'a> {
+    pub fn connections(&self) -> &Table<M> {
         &self.conns
     }
 
     /// The services in use.
     pub fn services(&self) -> impl Iterator<Item = &Service<D>> {
-        self.services.iter().filter_map(|s| s.0.as_ref()).filter(|s| !s.deleted)
+        self.services
+            .as_ref()
+            .iter()
+            .filter_map(|s| s.0.as_ref())
+            .filter(|s| !s.deleted)
     }
 
     fn service_index(&self, key: &ServiceKey) -> Option<usize> {
         self.services
+            .as_ref()
             .iter()
             .position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == *key))
     }
@@ -197,13 +215,14 @@ impl<'a, const D: usize> Engine<'a, D> {
     #[must_use]
     pub fn service(&self, key: &ServiceKey) -> Option<&Service<D>> {
         self.service_index(key)
-            .and_then(|i| self.services.get(i))
+            .and_then(|i| self.services.as_ref().get(i))
             .and_then(|s| s.0.as_ref())
     }
 
     fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut Service<D>, ConfigError> {
         let i = self.service_index(key).ok_or(ConfigError::NotFound)?;
         self.services
+            .as_mut()
             .get_mut(i)
             .and_then(|s| s.0.as_mut())
             .ok_or(ConfigError::NotFound)
@@ -223,11 +242,12 @@ impl<'a, const D: usize> Engine<'a, D> {
         }
         let free = self
             .services
+            .as_ref()
             .iter()
             .position(|s| s.0.is_none())
             .ok_or(ConfigError::Full)?;
         let service = Service::new(key, config, self.config.seed)?;
-        if let Some(slot) = self.services.get_mut(free) {
+        if let Some(slot) = self.services.as_mut().get_mut(free) {
             slot.0 = Some(service);
         }
         Ok(())
@@ -254,7 +274,7 @@ impl<'a, const D: usize> Engine<'a, D> {
     /// [`ConfigError::NotFound`].
     pub fn delete_service(&mut self, key: &ServiceKey) -> Result<(), ConfigError> {
         let i = self.service_index(key).ok_or(ConfigError::NotFound)?;
-        if let Some(slot) = self.services.get_mut(i)
+        if let Some(slot) = self.services.as_mut().get_mut(i)
             && let Some(service) = slot.0.as_mut()
         {
             service.deleted = true;
@@ -456,12 +476,14 @@ impl<'a, const D: usize> Engine<'a, D> {
         if mark != 0
             && let Some(i) = self
                 .services
+                .as_ref()
                 .iter()
                 .position(|s| live(s).is_some_and(|k| k.is_fwmark() && matches(&k)))
         {
             return Some(i);
         }
         self.services
+            .as_ref()
             .iter()
             .position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
     }
@@ -496,11 +518,18 @@ impl<'a, const D: usize> Engine<'a, D> {
     }
 
     fn real(&self, service: usize, slot: usize) -> Option<&RealServer> {
-        self.services.get(service)?.0.as_ref()?.reals.get(slot)?.as_ref()
+        self.services
+            .as_ref()
+            .get(service)?
+            .0
+            .as_ref()?
+            .reals
+            .get(slot)?
+            .as_ref()
     }
 
     fn weight_of(&self, service: usize, slot: usize) -> Option<u32> {
-        let svc = self.services.get(service)?.0.as_ref()?;
+        let svc = self.services.as_ref().get(service)?.0.as_ref()?;
         let real = svc.reals.get(slot)?.as_ref()?;
         svc.dests.get(real.id).map(|d| d.weight)
     }
@@ -509,6 +538,7 @@ impl<'a, const D: usize> Engine<'a, D> {
     fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<Scheduled, DropReason> {
         let svc = self
             .services
+            .as_mut()
             .get_mut(service)
             .and_then(|s| s.0.as_mut())
             .ok_or(DropReason::NoDestination)?;
@@ -587,7 +617,7 @@ impl<'a, const D: usize> Engine<'a, D> {
         let old = conn.state();
         let (service, slot) = self.decode(conn.dest());
         if old.is_active() != state.is_active()
-            && let Some(svc) = self.services.get_mut(service).and_then(|s| s.0.as_mut())
+            && let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut())
         {
             let id = svc.reals.get(slot).and_then(|r| r.map(|r| r.id));
             if let Some(dest) = id.and_then(|id| svc.dests.get_mut(id)) {
@@ -610,7 +640,7 @@ impl<'a, const D: usize> Engine<'a, D> {
         let Some(conn) = self.conns.remove(index) else { return };
         self.stats.expired = self.stats.expired.wrapping_add(1);
         let (service, slot) = self.decode(conn.dest());
-        let Some(entry) = self.services.get_mut(service) else {
+        let Some(entry) = self.services.as_mut().get_mut(service) else {
             return;
         };
         let Some(svc) = entry.0.as_mut() else { return };
@@ -657,7 +687,7 @@ impl<'a, const D: usize> Engine<'a, D> {
             }
             remaining -= chunk;
         }
-        for svc in self.services.iter_mut().filter_map(|s| s.0.as_mut()) {
+        for svc in self.services.as_mut().iter_mut().filter_map(|s| s.0.as_mut()) {
             vs_sched::Scheduler::tick(&mut svc.sched, svc.dests.as_slice(), now_ms);
         }
         expired_count
@@ -676,7 +706,7 @@ impl<'a, const D: usize> Engine<'a, D> {
     fn count(&mut self, index: ConnIndex, bytes: usize, inbound: bool) {
         let Some(conn) = self.conns.get(index) else { return };
         let (service, slot) = self.decode(conn.dest());
-        let Some(svc) = self.services.get_mut(service).and_then(|s| s.0.as_mut()) else {
+        let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()) else {
             return;
         };
         let Some(Some(real)) = svc.reals.get_mut(slot) else {
