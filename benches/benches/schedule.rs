@@ -9,30 +9,13 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use vs_sched::{BUILTIN_NAMES, Builtin, ConnKind, DestConfig, DestList, MAX_DESTS, PacketInfo, SchedParams, Scheduler};
 
 fn service(name: &str, n: usize) -> (Builtin, DestList<MAX_DESTS>) {
-    let mut sched = Builtin::by_name(
-        name,
-        &SchedParams {
-            seed: 7,
-            ..SchedParams::default()
-        },
-    )
-    .unwrap();
+    let mut sched = Builtin::by_name(name, &SchedParams { seed: 7, ..SchedParams::default() }).unwrap();
     let mut list = DestList::new();
     sched.init_service(list.as_slice()).unwrap();
     for i in 0..n {
         let addr = IpAddr::V4(Ipv4Addr::from(0xC612_0100u32 + i as u32));
         let weight = 1 + (i as u32 * 7) % 10;
-        let id = list
-            .add(
-                &mut sched,
-                addr,
-                80,
-                DestConfig {
-                    weight,
-                    ..DestConfig::default()
-                },
-            )
-            .unwrap();
+        let id = list.add(&mut sched, addr, 80, DestConfig { weight, ..DestConfig::default() }).unwrap();
         for _ in 0..(i * 13) % 40 {
             list.bind(id, ConnKind::Active);
         }

@@ -95,3 +95,35 @@ pub fn etherparse_parse_nat(buf: &mut [u8]) -> bool {
     buf[tcp_start..tcp_start + tcp_bytes.len()].copy_from_slice(&tcp_bytes);
     true
 }
+
+/// An Ethernet / IPv4 / TCP frame between two endpoints with `payload_len` zero bytes of
+/// payload and valid checksums.
+pub fn tcp_frame(
+    src: (std::net::IpAddr, u16),
+    dst: (std::net::IpAddr, u16),
+    flags: vs_proto::wire::TcpFlags,
+    payload_len: usize,
+) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (src.0, dst.0) else { panic!("IPv4 only") };
+    let len = 14 + 20 + 20 + payload_len;
+    let mut f = vec![0u8; len];
+    f[0..12].copy_from_slice(&[2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&u16::try_from(len - 14).unwrap().to_be_bytes());
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&s.octets());
+    f[30..34].copy_from_slice(&d.octets());
+    let ip_ck = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip_ck.to_be_bytes());
+    f[34..36].copy_from_slice(&src.1.to_be_bytes());
+    f[36..38].copy_from_slice(&dst.1.to_be_bytes());
+    f[46] = 5 << 4;
+    f[47] = flags.bits();
+    let pseudo =
+        checksum::pseudo_header_v4(s, d, vs_proto::wire::IpProtocol::TCP, u32::try_from(20 + payload_len).unwrap());
+    let ck = !checksum::fold(checksum::sum(pseudo, &f[34..]));
+    f[50..52].copy_from_slice(&ck.to_be_bytes());
+    f
+}

@@ -9,11 +9,7 @@ use vs_proto::wire::{ChecksumCaps, L3, PacketBuf, Rewriter, Summary, TunnelHeade
 
 fn exercise(data: &[u8], ethernet: bool) {
     let mut summary = Summary::default();
-    let parsed = if ethernet {
-        summary.parse_ethernet(data)
-    } else {
-        summary.parse_ip(data)
-    };
+    let parsed = if ethernet { summary.parse_ethernet(data) } else { summary.parse_ip(data) };
     let _ = summary.l4_checksum_ok(data);
     let _ = summary.ipv4_checksum_ok(data);
     let _ = ChecksumCaps::software().verify(&summary, data);
@@ -44,20 +40,9 @@ fn exercise(data: &[u8], ethernet: bool) {
         let _ = rw.decrement_hop_limit();
     }
     if l4_ok == Some(true) {
-        assert_eq!(
-            rewritten.l4_checksum_ok(buf.data()),
-            Some(true),
-            "rewrite broke a valid checksum"
-        );
+        assert_eq!(rewritten.l4_checksum_ok(buf.data()), Some(true), "rewrite broke a valid checksum");
     }
-    let outer = TunnelHeader {
-        src,
-        dst,
-        ttl: 64,
-        tos: 0,
-        dont_frag: true,
-        ident: 1,
-    };
+    let outer = TunnelHeader { src, dst, ttl: 64, tos: 0, dont_frag: true, ident: 1 };
     if let Ok(tunnelled) = encapsulate(&mut buf, &rewritten, &outer) {
         let _ = decapsulate(&mut buf, &tunnelled);
     }

@@ -19,10 +19,7 @@ fn main() -> ExitCode {
     }
     let mut written = 0usize;
     for file in files {
-        let stem = std::path::Path::new(file)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = std::path::Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let result = capture::for_each_frame(file, |n, link, data| {
             let kind = match link {
                 Ok(capture::Link::Ethernet) => "eth",

@@ -22,10 +22,7 @@ fn corpus() -> Option<Vec<PathBuf>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/pcaps/tcpdump"));
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!(
-            "SKIP: capture corpus not found at {} (set VS_PCAPS); nothing checked",
-            dir.display()
-        );
+        eprintln!("SKIP: capture corpus not found at {} (set VS_PCAPS); nothing checked", dir.display());
         return None;
     };
     let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -56,10 +53,7 @@ fn corpus_parses_and_rewrites_without_panic() {
             let mut buf = data.to_vec();
             let mut rw = Rewriter::new(&mut buf, &mut summary, ChecksumCaps::software());
             let (src, dst) = match summary_family(data, link) {
-                Some(L3::Ipv4) => (
-                    "198.18.0.7".parse::<IpAddr>().unwrap(),
-                    "198.19.255.1".parse::<IpAddr>().unwrap(),
-                ),
+                Some(L3::Ipv4) => ("198.18.0.7".parse::<IpAddr>().unwrap(), "198.19.255.1".parse::<IpAddr>().unwrap()),
                 Some(L3::Ipv6) => ("2001:db8::7".parse().unwrap(), "2001:db8:ffff::1".parse().unwrap()),
                 _ => return,
             };
@@ -71,18 +65,10 @@ fn corpus_parses_and_rewrites_without_panic() {
             let _ = rw.decrement_hop_limit();
             rewritten += 1;
             if l4_before == Some(true) {
-                assert_eq!(
-                    summary.l4_checksum_ok(&buf),
-                    Some(true),
-                    "{path}: transport checksum broken by rewrite"
-                );
+                assert_eq!(summary.l4_checksum_ok(&buf), Some(true), "{path}: transport checksum broken by rewrite");
             }
             if ip_before == Some(true) {
-                assert_eq!(
-                    summary.ipv4_checksum_ok(&buf),
-                    Some(true),
-                    "{path}: IPv4 checksum broken by rewrite"
-                );
+                assert_eq!(summary.ipv4_checksum_ok(&buf), Some(true), "{path}: IPv4 checksum broken by rewrite");
             }
             // The rewritten packet still parses to the same shape.
             let again = match link {
@@ -94,10 +80,7 @@ fn corpus_parses_and_rewrites_without_panic() {
             assert_eq!(again.dst, Some(dst));
         });
     }
-    eprintln!(
-        "corpus: {} files, {frames} frames, {parsed} parsed, {rewritten} rewritten",
-        files.len()
-    );
+    eprintln!("corpus: {} files, {frames} frames, {parsed} parsed, {rewritten} rewritten", files.len());
     assert!(frames > 1000, "the corpus should hold thousands of frames");
 }
 
@@ -186,26 +169,9 @@ impl Row {
 
 fn tshark_rows(path: &str) -> Option<BTreeMap<u64, Row>> {
     let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-n",
-        "-r",
-        path,
-        "-o",
-        "ip.defragment:FALSE",
-        "-o",
-        "ipv6.defragment:FALSE",
-    ]);
+    cmd.args(["-n", "-r", path, "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]);
     cmd.args(["-o", "tcp.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"]);
-    cmd.args([
-        "-T",
-        "fields",
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=/s",
-    ]);
+    cmd.args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=/s"]);
     for f in FIELDS {
         cmd.args(["-e", f]);
     }
@@ -241,17 +207,9 @@ fn compare(ours: &Value, row: &Row) -> Vec<String> {
             bad.push(format!("{name}: tshark has none"));
         }
     };
-    let s = |v: &Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .or_else(|| v.as_u64().map(|n| n.to_string()))
-    };
+    let s = |v: &Value| v.as_str().map(str::to_owned).or_else(|| v.as_u64().map(|n| n.to_string()));
     let v6 = ours["l3"] == "ipv6";
-    let (src_f, dst_f) = if v6 {
-        ("ipv6.src", "ipv6.dst")
-    } else {
-        ("ip.src", "ip.dst")
-    };
+    let (src_f, dst_f) = if v6 { ("ipv6.src", "ipv6.dst") } else { ("ip.src", "ip.dst") };
     check("src", s(&ours["src"]), row.nth(src_f, 0).map(str::to_owned));
     check("dst", s(&ours["dst"]), row.nth(dst_f, 0).map(str::to_owned));
     let theirs_proto = if v6 { row.ipv6_chain().0 } else { row.num("ip.proto", 0) };
@@ -266,11 +224,7 @@ fn compare(ours: &Value, row: &Row) -> Vec<String> {
         check("dport", s(&ours["dport"]), row.nth(dp, 0).map(str::to_owned));
     }
     if proto == Some(6) {
-        check(
-            "tcp_flags",
-            s(&ours["tcp_flags"]),
-            row.num("tcp.flags", 0).map(|f| (f & 0xFF).to_string()),
-        );
+        check("tcp_flags", s(&ours["tcp_flags"]), row.num("tcp.flags", 0).map(|f| (f & 0xFF).to_string()));
     }
     if let Some(vlans) = ours["vlan"].as_array() {
         let mine: Vec<String> = vlans.iter().filter_map(s).collect();
@@ -285,11 +239,7 @@ fn compare(ours: &Value, row: &Row) -> Vec<String> {
     };
     if !ty_f.is_empty() {
         check("icmp_type", s(&ours["icmp_type"]), row.nth(ty_f, 0).map(str::to_owned));
-        check(
-            "icmp_code",
-            s(&ours["icmp_code"]),
-            row.nth(code_f, 0).map(str::to_owned),
-        );
+        check("icmp_code", s(&ours["icmp_code"]), row.nth(code_f, 0).map(str::to_owned));
     }
     if let Some(ok) = ours["l4_csum_ok"].as_bool() {
         // tshark: 0 bad, 1 good, 2 unverified, 3 not present (IPv4 UDP zero), 4 illegal.
@@ -313,21 +263,14 @@ fn compare(ours: &Value, row: &Row) -> Vec<String> {
     if let Some(inner) = ours.get("inner") {
         // The quoted packet is the second IP header tshark shows.
         let inner_v6 = inner["src"].as_str().is_some_and(|a| a.contains(':'));
-        let (isrc, idst) = if inner_v6 {
-            ("ipv6.src", "ipv6.dst")
-        } else {
-            ("ip.src", "ip.dst")
-        };
+        let (isrc, idst) = if inner_v6 { ("ipv6.src", "ipv6.dst") } else { ("ip.src", "ip.dst") };
         let n = usize::from(inner_v6 == v6);
         check("inner.src", s(&inner["src"]), row.nth(isrc, n).map(str::to_owned));
         check("inner.dst", s(&inner["dst"]), row.nth(idst, n).map(str::to_owned));
         let iproto = inner["proto"].as_u64();
         if matches!(iproto, Some(6 | 17)) && inner.get("sport").is_some() {
-            let (isp, idp) = if iproto == Some(6) {
-                ("tcp.srcport", "tcp.dstport")
-            } else {
-                ("udp.srcport", "udp.dstport")
-            };
+            let (isp, idp) =
+                if iproto == Some(6) { ("tcp.srcport", "tcp.dstport") } else { ("udp.srcport", "udp.dstport") };
             check("inner.sport", s(&inner["sport"]), row.nth(isp, 0).map(str::to_owned));
             check("inner.dport", s(&inner["dport"]), row.nth(idp, 0).map(str::to_owned));
         }
@@ -367,10 +310,7 @@ fn corpus_agrees_with_tshark() {
             .into_iter()
             .map(|chunk| {
                 scope.spawn(move || {
-                    chunk
-                        .iter()
-                        .map(|p| (p.clone(), tshark_rows(p.to_str().unwrap())))
-                        .collect::<Vec<_>>()
+                    chunk.iter().map(|p| (p.clone(), tshark_rows(p.to_str().unwrap()))).collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -397,10 +337,7 @@ fn corpus_agrees_with_tshark() {
             }
         });
     }
-    eprintln!(
-        "tshark comparison: {} files, {compared} IPv4/IPv6 frames compared",
-        files.len()
-    );
+    eprintln!("tshark comparison: {} files, {compared} IPv4/IPv6 frames compared", files.len());
     for (why, list) in &explained_counts {
         eprintln!("explained ({}): {why}", list.len());
         for d in list {
@@ -414,8 +351,5 @@ fn corpus_agrees_with_tshark() {
         }
     }
     assert!(compared > 1000);
-    assert!(
-        disagreements.is_empty(),
-        "unexplained disagreements with tshark (see above)"
-    );
+    assert!(disagreements.is_empty(), "unexplained disagreements with tshark (see above)");
 }

@@ -65,12 +65,8 @@ impl Lab {
     fn new(scheduler: &str, forward: Forward, reals: &[u8], capacity: usize) -> Lab {
         let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(capacity)].into_boxed_slice());
         let table = ConnTable::new(memory, capacity, 99).unwrap();
-        let services: &'static mut [ServiceSlot<8>] = Box::leak(
-            (0..4)
-                .map(|_| ServiceSlot::default())
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
+        let services: &'static mut [ServiceSlot<8>] =
+            Box::leak((0..4).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
         let config = EngineConfig {
             mac: DIRECTOR_MAC,
             tunnel_v4: Some(Ipv4Addr::new(198, 18, 0, 254)),
@@ -79,25 +75,11 @@ impl Lab {
         let mut engine = Engine::new(table, services, config).unwrap();
         for proto in [IpProtocol::TCP, IpProtocol::UDP] {
             let key = ServiceKey::new(proto, vip().0, vip().1);
-            engine
-                .add_service(
-                    key,
-                    &ServiceConfig {
-                        scheduler,
-                        ..ServiceConfig::default()
-                    },
-                )
-                .unwrap();
+            engine.add_service(key, &ServiceConfig { scheduler, ..ServiceConfig::default() }).unwrap();
             for n in reals {
                 let port = if forward == Forward::Nat { 8080 } else { 80 };
-                let real = RealConfig {
-                    addr: rs(*n),
-                    port,
-                    forward,
-                    weight: 1,
-                    upper_threshold: 0,
-                    lower_threshold: 0,
-                };
+                let real =
+                    RealConfig { addr: rs(*n), port, forward, weight: 1, upper_threshold: 0, lower_threshold: 0 };
                 engine.add_real(&key, &real).unwrap();
             }
         }
@@ -119,18 +101,12 @@ impl Lab {
     /// (active, inactive) of each real server, in IPVS list order.
     fn counts(&self, proto: IpProtocol) -> Vec<(IpAddr, u32, u32)> {
         let key = ServiceKey::new(proto, vip().0, vip().1);
-        self.engine
-            .service(&key)
-            .unwrap()
-            .reals()
-            .map(|(r, d)| (r.addr, d.active, d.inactive))
-            .collect()
+        self.engine.service(&key).unwrap().reals().map(|(r, d)| (r.addr, d.active, d.inactive)).collect()
     }
 
     fn state_of(&self, c: (IpAddr, u16)) -> Option<ConnState> {
         let t = self.engine.connections();
-        t.lookup_in(IpProtocol::TCP, c, vip())
-            .map(|i| t.get(i).unwrap().state())
+        t.lookup_in(IpProtocol::TCP, c, vip()).map(|i| t.get(i).unwrap().state())
     }
 }
 
@@ -145,31 +121,18 @@ fn nat_tcp_conversation() {
     let (v, out) = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 0);
     assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
     let s = summary(&out);
-    assert_eq!(
-        (s.dst, s.dst_port(), s.src, s.src_port()),
-        (Some(rs(1)), 8080, Some(c.0), c.1)
-    );
+    assert_eq!((s.dst, s.dst_port(), s.src, s.src_port()), (Some(rs(1)), 8080, Some(c.0), c.1));
     assert_eq!(&out[0..12], &[RS_MAC.0, DIRECTOR_MAC.0].concat()[..]);
     assert_eq!(out[14 + 8], 63, "TTL decremented");
     assert!(checksums_ok(&out));
     assert_eq!(lab.state_of(c), Some(ConnState::SynRecv));
-    assert_eq!(
-        lab.counts(IpProtocol::TCP),
-        [(rs(1), 1, 0)],
-        "SYN_RECV counts as active"
-    );
+    assert_eq!(lab.counts(IpProtocol::TCP), [(rs(1), 1, 0)], "SYN_RECV counts as active");
 
     // The real server's SYN+ACK goes back from the VIP.
-    let (v, out) = lab.send(
-        &frame((rs(1), 8080), c, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, b""),
-        10,
-    );
+    let (v, out) = lab.send(&frame((rs(1), 8080), c, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, b""), 10);
     assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
     let s = summary(&out);
-    assert_eq!(
-        (s.src, s.src_port(), s.dst, s.dst_port()),
-        (Some(vip().0), 80, Some(c.0), c.1)
-    );
+    assert_eq!((s.src, s.src_port(), s.dst, s.dst_port()), (Some(vip().0), 80, Some(c.0), c.1));
     assert_eq!(&out[0..6], &CLIENT_MAC.0);
     assert!(checksums_ok(&out));
     assert_eq!(lab.state_of(c), Some(ConnState::SynRecv));
@@ -192,10 +155,7 @@ fn nat_tcp_conversation() {
     }
     assert_eq!(lab.counts(IpProtocol::TCP), [(rs(1), 0, 1)], "TIME_WAIT is inactive");
     let svc = lab.engine.service(&lab.tcp_key()).unwrap();
-    assert_eq!(
-        (svc.stats().conns, svc.stats().in_packets, svc.stats().out_packets),
-        (1, 4, 2)
-    );
+    assert_eq!((svc.stats().conns, svc.stats().in_packets, svc.stats().out_packets), (1, 4, 2));
 
     // TIME_WAIT lasts 120 s.
     assert_eq!(lab.engine.sweep(20 + 119_000, 64), 0);
@@ -219,12 +179,7 @@ fn direct_routing_changes_only_the_link_layer_and_ttl() {
     assert_eq!(out[14..22], expected[14..22]);
     assert_eq!(
         out[23..],
-        expected[23..24]
-            .iter()
-            .chain(&out[24..26])
-            .chain(&expected[26..])
-            .copied()
-            .collect::<Vec<_>>()[..]
+        expected[23..24].iter().chain(&out[24..26]).chain(&expected[26..]).copied().collect::<Vec<_>>()[..]
     );
     assert!(checksums_ok(&out));
     // No replies pass the director: INPUT_ONLY, a client FIN gives FIN_WAIT.
@@ -273,10 +228,7 @@ fn udp_flows_time_out_after_300_seconds() {
     assert!(matches!(v, Verdict::Transmit { .. }));
     assert!(checksums_ok(&out));
     let to = summary(&out).dst.unwrap();
-    let (v, out) = lab.send(
-        &frame((to, 8080), c, IpProtocol::UDP, TcpFlags::empty(), b"answer"),
-        100,
-    );
+    let (v, out) = lab.send(&frame((to, 8080), c, IpProtocol::UDP, TcpFlags::empty(), b"answer"), 100);
     assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
     assert_eq!(summary(&out).src, Some(vip().0));
     let counts = lab.counts(IpProtocol::UDP);
@@ -291,10 +243,7 @@ fn rr_spreads_thirty_connections_evenly() {
     let mut lab = Lab::new("rr", Forward::Nat, &[1, 2, 3], 256);
     let mut per = std::collections::BTreeMap::new();
     for n in 0..30 {
-        let (_, out) = lab.send(
-            &frame(client(n), vip(), IpProtocol::TCP, TcpFlags::SYN, b""),
-            u64::from(n),
-        );
+        let (_, out) = lab.send(&frame(client(n), vip(), IpProtocol::TCP, TcpFlags::SYN, b""), u64::from(n));
         *per.entry(summary(&out).dst.unwrap()).or_insert(0) += 1;
     }
     assert_eq!(per.values().copied().collect::<Vec<_>>(), [10, 10, 10]);
@@ -303,17 +252,11 @@ fn rr_spreads_thirty_connections_evenly() {
 #[test]
 fn not_for_a_service_passes_and_only_syn_opens() {
     let mut lab = Lab::new("rr", Forward::Nat, &[1], 64);
-    let (v, _) = lab.send(
-        &frame(client(5), (v4(198, 18, 0, 7), 80), IpProtocol::TCP, TcpFlags::SYN, b""),
-        0,
-    );
+    let (v, _) = lab.send(&frame(client(5), (v4(198, 18, 0, 7), 80), IpProtocol::TCP, TcpFlags::SYN, b""), 0);
     assert_eq!(v, Verdict::Pass);
     let (v, _) = lab.send(&frame(client(5), vip(), IpProtocol::TCP, TcpFlags::ACK, b""), 0);
     assert_eq!(v, Verdict::Pass, "an ACK without a connection goes to the host");
-    let (v, _) = lab.send(
-        &frame(client(5), vip(), IpProtocol::TCP, TcpFlags::SYN | TcpFlags::RST, b""),
-        0,
-    );
+    let (v, _) = lab.send(&frame(client(5), vip(), IpProtocol::TCP, TcpFlags::SYN | TcpFlags::RST, b""), 0);
     assert_eq!(v, Verdict::Pass);
     let (v, _) = lab.send(b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x06", 0);
     assert_eq!(v, Verdict::Pass);
@@ -420,10 +363,7 @@ fn table_full_refuses_new_connections_only() {
     let (v3, _) = lab.send(&frame(client(12), vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 0);
     assert_eq!(v3, Verdict::Drop(DropReason::TableFull));
     let (v, _) = lab.send(&frame(client(10), vip(), IpProtocol::TCP, TcpFlags::ACK, b""), 1);
-    assert!(
-        matches!(v, Verdict::Transmit { .. }),
-        "existing connections are not disturbed"
-    );
+    assert!(matches!(v, Verdict::Transmit { .. }), "existing connections are not disturbed");
     assert_eq!(lab.engine.stats().drops_for(DropReason::TableFull), 1);
 }
 
@@ -437,29 +377,16 @@ fn syn_on_time_wait_reuses_the_port_with_a_new_schedule() {
     lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::RST, b""), 1);
     assert_eq!(lab.state_of(c), Some(ConnState::Close));
     let (_, second) = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 2);
-    assert_ne!(
-        summary(&second).dst.unwrap(),
-        first,
-        "conn_reuse_mode 1 rescheduled the SYN"
-    );
+    assert_ne!(summary(&second).dst.unwrap(), first, "conn_reuse_mode 1 rescheduled the SYN");
     assert_eq!(lab.state_of(c), Some(ConnState::SynRecv));
 }
 
 #[test]
 fn ipv6_nat() {
     let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
-    let services: &'static mut [ServiceSlot<8>] = Box::leak(
-        (0..2)
-            .map(|_| ServiceSlot::default())
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let mut engine = Engine::new(
-        ConnTable::new(memory, 16, 1).unwrap(),
-        services,
-        EngineConfig::default(),
-    )
-    .unwrap();
+    let services: &'static mut [ServiceSlot<8>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let mut engine = Engine::new(ConnTable::new(memory, 16, 1).unwrap(), services, EngineConfig::default()).unwrap();
     let vip: IpAddr = "2001:db8::100".parse().unwrap();
     let real: IpAddr = "2001:db8:1::1".parse().unwrap();
     let key = ServiceKey::new(IpProtocol::TCP, vip, 443);
@@ -495,15 +422,7 @@ fn ipv6_nat() {
 fn processing_does_not_allocate() {
     let mut lab = Lab::new("wlc", Forward::Nat, &[1, 2, 3], 1024);
     let frames: Vec<Vec<u8>> = (0..200u8)
-        .map(|n| {
-            frame(
-                (v4(198, 18, 6, n), 1000 + u16::from(n)),
-                vip(),
-                IpProtocol::TCP,
-                TcpFlags::SYN,
-                b"",
-            )
-        })
+        .map(|n| frame((v4(198, 18, 6, n), 1000 + u16::from(n)), vip(), IpProtocol::TCP, TcpFlags::SYN, b""))
         .collect();
     let mut storage = vec![0u8; 2048];
     let before = ALLOCATIONS.with(Cell::get);
@@ -531,20 +450,11 @@ fn a_burst_decides_as_packet_by_packet_does() {
     let mut one = Lab::new("wlc", Forward::Nat, &[1, 2, 3], 512);
     let singles: Vec<(Verdict, Vec<u8>)> = frames.iter().map(|f| one.send(f, 5)).collect();
     let mut burst = Lab::new("wlc", Forward::Nat, &[1, 2, 3], 512);
-    let mut storages: Vec<Vec<u8>> = frames
-        .iter()
-        .map(|f| [vec![0u8; HEADROOM], f.clone()].concat())
-        .collect();
-    let mut bufs: Vec<PacketBuf<'_>> = storages
-        .iter_mut()
-        .zip(&frames)
-        .map(|(s, f)| PacketBuf::new(s, HEADROOM, f.len()).unwrap())
-        .collect();
+    let mut storages: Vec<Vec<u8>> = frames.iter().map(|f| [vec![0u8; HEADROOM], f.clone()].concat()).collect();
+    let mut bufs: Vec<PacketBuf<'_>> =
+        storages.iter_mut().zip(&frames).map(|(s, f)| PacketBuf::new(s, HEADROOM, f.len()).unwrap()).collect();
     let mut verdicts = vec![Verdict::Pass; bufs.len()];
-    assert_eq!(
-        burst.engine.process_burst(&mut bufs, 5, &neighbours, &mut verdicts),
-        frames.len()
-    );
+    assert_eq!(burst.engine.process_burst(&mut bufs, 5, &neighbours, &mut verdicts), frames.len());
     for (i, (v, out)) in singles.iter().enumerate() {
         assert_eq!(verdicts[i], *v, "packet {i}");
         assert_eq!(bufs[i].data(), &out[..], "packet {i}");
@@ -554,28 +464,11 @@ fn a_burst_decides_as_packet_by_packet_does() {
 #[test]
 fn firewall_mark_services_match_marked_packets() {
     let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
-    let services: &'static mut [ServiceSlot<8>] = Box::leak(
-        (0..2)
-            .map(|_| ServiceSlot::default())
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let mut engine = Engine::new(
-        ConnTable::new(memory, 16, 1).unwrap(),
-        services,
-        EngineConfig::default(),
-    )
-    .unwrap();
+    let services: &'static mut [ServiceSlot<8>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let mut engine = Engine::new(ConnTable::new(memory, 16, 1).unwrap(), services, EngineConfig::default()).unwrap();
     let key = ServiceKey::fwmark(7, false);
-    engine
-        .add_service(
-            key,
-            &ServiceConfig {
-                scheduler: "rr",
-                ..ServiceConfig::default()
-            },
-        )
-        .unwrap();
+    engine.add_service(key, &ServiceConfig { scheduler: "rr", ..ServiceConfig::default() }).unwrap();
     // No port: the packet's destination port is kept.
     engine
         .add_real(
@@ -612,29 +505,11 @@ fn firewall_mark_services_match_marked_packets() {
 #[test]
 fn one_packet_scheduling_keeps_no_connection() {
     let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
-    let services: &'static mut [ServiceSlot<8>] = Box::leak(
-        (0..2)
-            .map(|_| ServiceSlot::default())
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
-    let mut engine = Engine::new(
-        ConnTable::new(memory, 16, 1).unwrap(),
-        services,
-        EngineConfig::default(),
-    )
-    .unwrap();
+    let services: &'static mut [ServiceSlot<8>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let mut engine = Engine::new(ConnTable::new(memory, 16, 1).unwrap(), services, EngineConfig::default()).unwrap();
     let key = ServiceKey::new(IpProtocol::UDP, vip().0, 53);
-    engine
-        .add_service(
-            key,
-            &ServiceConfig {
-                scheduler: "rr",
-                one_packet: true,
-                ..ServiceConfig::default()
-            },
-        )
-        .unwrap();
+    engine.add_service(key, &ServiceConfig { scheduler: "rr", one_packet: true, ..ServiceConfig::default() }).unwrap();
     for n in [1, 2] {
         engine
             .add_real(
@@ -655,17 +530,10 @@ fn one_packet_scheduling_keeps_no_connection() {
         let f = frame(client(21), (vip().0, 53), IpProtocol::UDP, TcpFlags::empty(), b"q");
         let mut storage = f.clone();
         let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
-        assert!(matches!(
-            engine.process(&mut buf, 0, &neighbours),
-            Verdict::Transmit { .. }
-        ));
+        assert!(matches!(engine.process(&mut buf, 0, &neighbours), Verdict::Transmit { .. }));
         targets.push(summary(buf.data()).dst.unwrap());
     }
-    assert_eq!(
-        targets,
-        [rs(2), rs(1), rs(2), rs(1)],
-        "every datagram of the same flow is scheduled anew"
-    );
+    assert_eq!(targets, [rs(2), rs(1), rs(2), rs(1)], "every datagram of the same flow is scheduled anew");
     assert!(engine.connections().is_empty());
     assert_eq!(engine.service(&key).unwrap().stats().conns, 4);
 }
@@ -699,13 +567,7 @@ fn an_owned_engine_needs_no_outside_memory() {
     let f = frame(client(30), vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
     let mut storage = f.clone();
     let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
-    assert_eq!(
-        engine.process(&mut buf, 0, &neighbours),
-        Verdict::Transmit { next_hop: rs(1) }
-    );
+    assert_eq!(engine.process(&mut buf, 0, &neighbours), Verdict::Transmit { next_hop: rs(1) });
     assert_eq!(engine.connections().len(), 1);
-    assert!(
-        OwnedTable::<CAP, 3>::owned(OwnedMemory::new_zeroed(), 0).is_err(),
-        "wrong bucket count"
-    );
+    assert!(OwnedTable::<CAP, 3>::owned(OwnedMemory::new_zeroed(), 0).is_err(), "wrong bucket count");
 }

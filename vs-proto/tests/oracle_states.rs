@@ -54,18 +54,10 @@ struct Lab {
 impl Lab {
     fn new() -> Lab {
         let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(64)].into_boxed_slice());
-        let services: &'static mut [ServiceSlot<4>] = Box::leak(
-            (0..8)
-                .map(|_| ServiceSlot::default())
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
-        let mut engine = Engine::new(
-            ConnTable::new(memory, 64, 1).unwrap(),
-            services,
-            EngineConfig::default(),
-        )
-        .unwrap();
+        let services: &'static mut [ServiceSlot<4>] =
+            Box::leak((0..8).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+        let mut engine =
+            Engine::new(ConnTable::new(memory, 64, 1).unwrap(), services, EngineConfig::default()).unwrap();
         for (proto, vip, port, rs) in [
             (IpProtocol::TCP, "198.19.1.10", 80, "192.188.4.1"),
             (IpProtocol::TCP, "198.19.1.11", 80, "198.51.100.7"),
@@ -74,15 +66,7 @@ impl Lab {
             (IpProtocol::TCP, "198.19.1.13", 80, "192.188.4.1"),
         ] {
             let key = ServiceKey::new(proto, a(vip), port);
-            engine
-                .add_service(
-                    key,
-                    &ServiceConfig {
-                        scheduler: "rr",
-                        ..ServiceConfig::default()
-                    },
-                )
-                .unwrap();
+            engine.add_service(key, &ServiceConfig { scheduler: "rr", ..ServiceConfig::default() }).unwrap();
             let real = RealConfig {
                 addr: a(rs),
                 port,
@@ -101,13 +85,8 @@ impl Lab {
         let mut storage = vec![0u8; 64 + f.len()];
         storage[64..].copy_from_slice(&f);
         let mut buf = PacketBuf::new(&mut storage, 64, f.len()).unwrap();
-        let v = self
-            .engine
-            .process(&mut buf, self.now, &|_| Some(MacAddr([2, 0, 0, 0, 0, 9])));
-        assert!(
-            matches!(v, vs_proto::engine::Verdict::Transmit { .. }),
-            "{v:?} for {src:?} -> {dst:?} {flags:?}"
-        );
+        let v = self.engine.process(&mut buf, self.now, &|_| Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        assert!(matches!(v, vs_proto::engine::Verdict::Transmit { .. }), "{v:?} for {src:?} -> {dst:?} {flags:?}");
         self.now += 20;
     }
 
@@ -120,10 +99,7 @@ impl Lab {
     /// (state name, remaining whole seconds) of the connection from `client`.
     fn show(&self, client: (&str, u16)) -> (String, u32) {
         let table = self.engine.connections();
-        let (_, conn) = table
-            .iter()
-            .find(|(_, c)| c.client() == (a(client.0), client.1))
-            .expect("connection exists");
+        let (_, conn) = table.iter().find(|(_, c)| c.client() == (a(client.0), client.1)).expect("connection exists");
         let now_ticks = (self.now / TICK_MS) as u32;
         let left_ms = u64::from(conn.expires().wrapping_sub(now_ticks)) * TICK_MS;
         (conn.state().name().to_owned(), (left_ms / 1000) as u32)
@@ -140,28 +116,17 @@ fn conversations_match_the_kernel() {
     let check = |lab: &Lab, step: &str, client: (&str, u16)| {
         let rows = &steps[step];
         let source = format!("{}:{}", client.0, client.1);
-        let (_, secs, state, _) = rows
-            .iter()
-            .find(|r| r.3 == source)
-            .unwrap_or_else(|| panic!("{step}: no row for {source}"));
+        let (_, secs, state, _) =
+            rows.iter().find(|r| r.3 == source).unwrap_or_else(|| panic!("{step}: no row for {source}"));
         let (ours, left) = lab.show(client);
         assert_eq!(&ours, state, "step {step}");
-        assert!(
-            left >= *secs && left <= secs + 2,
-            "step {step}: {left} s left here, kernel showed {secs} s"
-        );
+        assert!(left >= *secs && left <= secs + 2, "step {step}: {left} s left here, kernel showed {secs} s");
     };
 
     let c1 = ("198.18.3.1", 41001);
     lab.handshake(c1, vip, rs);
     check(&lab, "handshake", c1);
-    lab.send(
-        c1,
-        (vip, 80),
-        IpProtocol::TCP,
-        TcpFlags::PSH | TcpFlags::ACK,
-        &[b'x'; 100],
-    );
+    lab.send(c1, (vip, 80), IpProtocol::TCP, TcpFlags::PSH | TcpFlags::ACK, &[b'x'; 100]);
     lab.send((rs, 80), c1, IpProtocol::TCP, TcpFlags::ACK, b"");
     check(&lab, "data", c1);
     lab.send(c1, (vip, 80), IpProtocol::TCP, TcpFlags::FIN | TcpFlags::ACK, b"");
@@ -187,13 +152,7 @@ fn conversations_match_the_kernel() {
     let c5 = ("198.18.3.5", 41005);
     lab.handshake(c5, "198.19.1.12", rs);
     check(&lab, "secure-handshake", c5);
-    lab.send(
-        c5,
-        ("198.19.1.12", 80),
-        IpProtocol::TCP,
-        TcpFlags::PSH | TcpFlags::ACK,
-        &[b'x'; 100],
-    );
+    lab.send(c5, ("198.19.1.12", 80), IpProtocol::TCP, TcpFlags::PSH | TcpFlags::ACK, &[b'x'; 100]);
     lab.send((rs, 80), c5, IpProtocol::TCP, TcpFlags::ACK, b"");
     check(&lab, "secure-data", c5);
 

@@ -69,11 +69,7 @@ fn build(src: IpAddr, dst: IpAddr, proto: IpProtocol, ports: (u16, u16), payload
 }
 
 fn addr(v6: bool, bits: u128) -> IpAddr {
-    if v6 {
-        IpAddr::V6(Ipv6Addr::from(bits))
-    } else {
-        IpAddr::V4(Ipv4Addr::from(bits as u32))
-    }
+    if v6 { IpAddr::V6(Ipv6Addr::from(bits)) } else { IpAddr::V4(Ipv4Addr::from(bits as u32)) }
 }
 
 proptest! {
@@ -144,14 +140,7 @@ fn v4(s: &str) -> IpAddr {
 
 #[test]
 fn ipv4_udp_without_checksum_stays_without() {
-    let mut packet = build(
-        v4("198.18.0.1"),
-        v4("198.18.0.2"),
-        IpProtocol::UDP,
-        (1, 2),
-        b"hello",
-        64,
-    );
+    let mut packet = build(v4("198.18.0.1"), v4("198.18.0.2"), IpProtocol::UDP, (1, 2), b"hello", 64);
     packet[14 + 20 + 6] = 0;
     packet[14 + 20 + 7] = 0;
     let mut s = Summary::from_ethernet(&packet).unwrap();
@@ -174,9 +163,7 @@ fn udp_checksum_that_becomes_zero_is_sent_as_ffff() {
         if checksum::update16(old, 2, port) != 0 {
             continue;
         }
-        Rewriter::new(&mut packet, &mut s, ChecksumCaps::software())
-            .set_dst_port(port)
-            .unwrap();
+        Rewriter::new(&mut packet, &mut s, ChecksumCaps::software()).set_dst_port(port).unwrap();
         assert_eq!(&packet[40..42], &[0xFF, 0xFF]);
         assert_eq!(s.l4_checksum_ok(&packet), Some(true));
         found = true;
@@ -191,9 +178,7 @@ fn offloaded_checksums_are_left_alone_and_verify_follows_policy() {
     let before = packet.clone();
     let mut s = Summary::from_ethernet(&packet).unwrap();
     let caps = ChecksumCaps::all(Checksum::Rx);
-    Rewriter::new(&mut packet, &mut s, caps)
-        .set_dst_addr(v4("198.18.0.3"))
-        .unwrap();
+    Rewriter::new(&mut packet, &mut s, caps).set_dst_addr(v4("198.18.0.3")).unwrap();
     assert_eq!(packet[24..26], before[24..26], "IPv4 checksum untouched");
     assert_eq!(packet[50..52], before[50..52], "TCP checksum untouched");
     assert_eq!(caps.verify(&s, &packet), Err(Error::Ipv4BadChecksum));
@@ -210,34 +195,20 @@ fn hop_limit_and_macs() {
     let mut rw = Rewriter::new(&mut packet, &mut s, ChecksumCaps::software());
     assert_eq!(rw.decrement_hop_limit(), Ok(1));
     assert_eq!(rw.decrement_hop_limit(), Err(Error::HopLimitExceeded));
-    rw.set_macs(MacAddr([2, 0, 0, 0, 0, 0xaa]), MacAddr([2, 0, 0, 0, 0, 0xbb]))
-        .unwrap();
+    rw.set_macs(MacAddr([2, 0, 0, 0, 0, 0xaa]), MacAddr([2, 0, 0, 0, 0, 0xbb])).unwrap();
     assert_eq!(&packet[0..12], &[2, 0, 0, 0, 0, 0xbb, 2, 0, 0, 0, 0, 0xaa]);
     assert_eq!(s.ipv4_checksum_ok(&packet), Some(true));
     assert_eq!(s.l3, L3::Ipv4);
     let mut bare = packet[14..].to_vec();
     let mut s = Summary::from_ip(&bare).unwrap();
     let mut rw = Rewriter::new(&mut bare, &mut s, ChecksumCaps::software());
-    assert_eq!(
-        rw.set_macs(MacAddr::default(), MacAddr::default()),
-        Err(Error::NotApplicable)
-    );
-    assert_eq!(
-        rw.set_src_addr("2001:db8::1".parse().unwrap()),
-        Err(Error::NotApplicable)
-    );
+    assert_eq!(rw.set_macs(MacAddr::default(), MacAddr::default()), Err(Error::NotApplicable));
+    assert_eq!(rw.set_src_addr("2001:db8::1".parse().unwrap()), Err(Error::NotApplicable));
 }
 
 #[test]
 fn encapsulation_needs_headroom_and_sets_outer_fields() {
-    let original = build(
-        v4("198.18.0.1"),
-        v4("198.18.1.1"),
-        IpProtocol::TCP,
-        (1234, 80),
-        b"GET /",
-        63,
-    );
+    let original = build(v4("198.18.0.1"), v4("198.18.1.1"), IpProtocol::TCP, (1234, 80), b"GET /", 63);
     let mut storage = vec![0u8; 10 + original.len()];
     storage[10..].copy_from_slice(&original);
     let mut buf = PacketBuf::new(&mut storage, 10, original.len()).unwrap();
@@ -251,11 +222,7 @@ fn encapsulation_needs_headroom_and_sets_outer_fields() {
         ident: 0x1234,
     };
     assert_eq!(encapsulate(&mut buf, &s, &outer), Err(Error::NoHeadroom));
-    assert_eq!(
-        buf.data(),
-        &original[..],
-        "a refused encapsulation leaves the packet alone"
-    );
+    assert_eq!(buf.data(), &original[..], "a refused encapsulation leaves the packet alone");
     let mut storage = vec![0u8; 20 + original.len() + 6];
     storage[20..20 + original.len()].copy_from_slice(&original);
     // Six bytes of Ethernet padding after the packet are dropped by encapsulation.

@@ -38,13 +38,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
-    let h = Ipv4Header::new(
-        Ipv4Addr::from(src),
-        Ipv4Addr::from(dst),
-        proto,
-        64,
-        u16::try_from(l4.len()).unwrap(),
-    );
+    let h = Ipv4Header::new(Ipv4Addr::from(src), Ipv4Addr::from(dst), proto, 64, u16::try_from(l4.len()).unwrap());
     let mut p = h.as_bytes().to_vec();
     p.extend_from_slice(l4);
     p
@@ -68,12 +62,7 @@ fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
 
 #[test]
 fn tcp_syn_over_vlan() {
-    let ip = ipv4(
-        [198, 18, 0, 1],
-        [198, 18, 0, 100],
-        IpProtocol::TCP,
-        &tcp(40000, 80, 0x02),
-    );
+    let ip = ipv4([198, 18, 0, 1], [198, 18, 0, 100], IpProtocol::TCP, &tcp(40000, 80, 0x02));
     let mut tagged = vec![0u8, 10, 0x08, 0x00];
     tagged.extend_from_slice(&ip);
     let f = ethernet(0x8100, &tagged);
@@ -92,12 +81,7 @@ fn tcp_syn_over_vlan() {
 
 #[test]
 fn failure_keeps_what_was_parsed() {
-    let mut ip = ipv4(
-        [198, 18, 0, 1],
-        [198, 18, 0, 2],
-        IpProtocol::UDP,
-        &[0, 1, 0, 2, 0, 8, 0, 0],
-    );
+    let mut ip = ipv4([198, 18, 0, 1], [198, 18, 0, 2], IpProtocol::UDP, &[0, 1, 0, 2, 0, 8, 0, 0]);
     ip[3] = 200; // total length beyond the buffer
     let mut s = Summary::default();
     assert_eq!(s.parse_ip(&ip), Err(Error::Ipv4BadTotalLen));
@@ -118,20 +102,8 @@ fn failure_keeps_what_was_parsed() {
 
 #[test]
 fn icmp_fragmentation_needed_quotes_the_tcp_flow() {
-    let quoted = ipv4(
-        [198, 18, 0, 100],
-        [198, 18, 0, 1],
-        IpProtocol::TCP,
-        &tcp(80, 40000, 0x18),
-    );
-    let mut icmp = IcmpHeader {
-        ty: 3,
-        code: 4,
-        checksum: U16::ZERO,
-        rest: [0, 0, 0x05, 0xdc],
-    }
-    .as_bytes()
-    .to_vec();
+    let quoted = ipv4([198, 18, 0, 100], [198, 18, 0, 1], IpProtocol::TCP, &tcp(80, 40000, 0x18));
+    let mut icmp = IcmpHeader { ty: 3, code: 4, checksum: U16::ZERO, rest: [0, 0, 0x05, 0xdc] }.as_bytes().to_vec();
     icmp.extend_from_slice(&quoted[..28]);
     let ck = vs_proto::wire::checksum::checksum(&icmp);
     icmp[2..4].copy_from_slice(&ck.to_be_bytes());
@@ -146,12 +118,7 @@ fn icmp_fragmentation_needed_quotes_the_tcp_flow() {
     assert_eq!(s.l4_checksum_ok(&ip), Some(true));
     assert_eq!(IcmpHeader::parse(&icmp).unwrap().mtu(), 1500);
     // Echo requests quote nothing.
-    let echo = ipv4(
-        [198, 18, 0, 1],
-        [198, 18, 0, 2],
-        IpProtocol::ICMP,
-        &[8, 0, 0, 0, 0, 1, 0, 1],
-    );
+    let echo = ipv4([198, 18, 0, 1], [198, 18, 0, 2], IpProtocol::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
     let s = Summary::from_ip(&echo).unwrap();
     assert_eq!(s.icmp.map(|i| i.is_error), Some(false));
     assert_eq!(s.quoted, None);
@@ -164,32 +131,14 @@ fn ipv4_fragments() {
     first[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
     first[6] = 0x20; // MF, offset 0
     let s = Summary::from_ip(&first).unwrap();
-    assert_eq!(
-        s.fragment,
-        Some(Fragment {
-            ident: 0x1234,
-            offset: 0,
-            more: true
-        })
-    );
-    assert_eq!(
-        s.ports,
-        Some((1, 2)),
-        "a first fragment carries the ports; its UDP length is not checked"
-    );
+    assert_eq!(s.fragment, Some(Fragment { ident: 0x1234, offset: 0, more: true }));
+    assert_eq!(s.ports, Some((1, 2)), "a first fragment carries the ports; its UDP length is not checked");
     assert_eq!(s.l4_checksum_ok(&first), None);
     let mut later = first.clone();
     later[6] = 0x00;
     later[7] = 0x02; // offset 16 bytes, last fragment
     let s = Summary::from_ip(&later).unwrap();
-    assert_eq!(
-        s.fragment,
-        Some(Fragment {
-            ident: 0x1234,
-            offset: 16,
-            more: false
-        })
-    );
+    assert_eq!(s.fragment, Some(Fragment { ident: 0x1234, offset: 16, more: false }));
     assert!(s.is_later_fragment());
     assert_eq!(s.ports, None);
 }
@@ -198,28 +147,18 @@ fn ipv4_fragments() {
 fn ipv6_non_first_fragment_and_tunnels() {
     let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
     let dst: Ipv6Addr = "2001:db8::2".parse().unwrap();
-    let mut p = Ipv6Header::new(src, dst, IpProtocol::IPV6_FRAG, 64, 16)
-        .as_bytes()
-        .to_vec();
+    let mut p = Ipv6Header::new(src, dst, IpProtocol::IPV6_FRAG, 64, 16).as_bytes().to_vec();
     p.extend_from_slice(&[6, 0, 0x00, 0x21, 0, 0, 0, 9]); // offset 32, M = 1, next TCP
     p.extend_from_slice(&[0xaa; 8]);
     let s = Summary::from_ip(&p).unwrap();
     assert_eq!(s.proto, Some(IpProtocol::TCP));
-    assert_eq!(
-        s.fragment,
-        Some(Fragment {
-            ident: 9,
-            offset: 32,
-            more: true
-        })
-    );
+    assert_eq!(s.fragment, Some(Fragment { ident: 9, offset: 32, more: true }));
     assert_eq!(s.ports, None);
 
     // IPv4 in IPv6: recognised as a tunnel for decapsulation.
     let inner = ipv4([198, 18, 0, 1], [198, 18, 0, 2], IpProtocol::TCP, &tcp(5, 6, 0x10));
-    let mut outer = Ipv6Header::new(src, dst, IpProtocol::IPIP, 64, u16::try_from(inner.len()).unwrap())
-        .as_bytes()
-        .to_vec();
+    let mut outer =
+        Ipv6Header::new(src, dst, IpProtocol::IPIP, 64, u16::try_from(inner.len()).unwrap()).as_bytes().to_vec();
     outer.extend_from_slice(&inner);
     let s = Summary::from_ip(&outer).unwrap();
     assert_eq!(s.proto, Some(IpProtocol::IPIP));
@@ -250,15 +189,7 @@ fn arp_and_other_ethertypes() {
 
 #[test]
 fn packet_path_does_not_allocate() {
-    let frame = ethernet(
-        0x0800,
-        &ipv4(
-            [198, 18, 0, 1],
-            [198, 18, 0, 100],
-            IpProtocol::TCP,
-            &tcp(40000, 80, 0x18),
-        ),
-    );
+    let frame = ethernet(0x0800, &ipv4([198, 18, 0, 1], [198, 18, 0, 100], IpProtocol::TCP, &tcp(40000, 80, 0x18)));
     let mut storage = vec![0u8; 64 + frame.len()];
     let outer = TunnelHeader {
         src: Ipv4Addr::new(198, 18, 0, 254).into(),

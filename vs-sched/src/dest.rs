@@ -198,10 +198,7 @@ mod tests {
         }
         assert!(!d.is_overloaded());
         d.bind(ConnKind::Inactive);
-        assert!(
-            d.is_overloaded(),
-            "set when active + inactive reaches the upper threshold"
-        );
+        assert!(d.is_overloaded(), "set when active + inactive reaches the upper threshold");
         d.unbind(ConnKind::Active);
         d.unbind(ConnKind::Active);
         assert!(d.is_overloaded(), "2 is not below the lower threshold 2");

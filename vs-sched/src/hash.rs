@@ -114,11 +114,9 @@ mod tests {
     #[test]
     fn siphash13_matches_an_independent_implementation() {
         use core::hash::Hasher;
-        for (k0, k1, v) in [
-            (0u64, 0u64, 0u32),
-            (MH_KEY1.0, MH_KEY1.1, 0x0a01_0001),
-            (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908, 7),
-        ] {
+        for (k0, k1, v) in
+            [(0u64, 0u64, 0u32), (MH_KEY1.0, MH_KEY1.1, 0x0a01_0001), (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908, 7)]
+        {
             let mut h = siphasher::sip::SipHasher13::new_with_keys(k0, k1);
             h.write(&v.to_le_bytes());
             let expected = h.finish() & 0xFFFF_FFFF;

@@ -15,10 +15,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs, clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
+#![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod dest;
 pub mod hash;

@@ -60,10 +60,7 @@ impl<const N: usize> DestList<N> {
     /// An empty list.
     #[must_use]
     pub fn new() -> Self {
-        DestList {
-            dests: Vec::new(),
-            next_id: 0,
-        }
+        DestList { dests: Vec::new(), next_id: 0 }
     }
 
     /// The destinations, newest first.

@@ -15,9 +15,8 @@ use crate::sched::wrr::WeightedRoundRobin;
 use crate::scheduler::{PacketInfo, SchedError, SchedFlags, Scheduler};
 
 /// The names of the built-in schedulers, as IPVS spells them.
-pub const BUILTIN_NAMES: [&str; 14] = [
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos",
-];
+pub const BUILTIN_NAMES: [&str; 14] =
+    ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf", "twos"];
 
 /// Options that some schedulers take when they are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +32,7 @@ pub struct SchedParams {
 
 impl Default for SchedParams {
     fn default() -> Self {
-        SchedParams {
-            flags: SchedFlags::empty(),
-            mh_size: DEFAULT_SIZE,
-            seed: 0,
-        }
+        SchedParams { flags: SchedFlags::empty(), mh_size: DEFAULT_SIZE, seed: 0 }
     }
 }
 
@@ -230,10 +225,7 @@ impl<const P: usize> Registry<P> {
         if let Some(i) = BUILTIN_NAMES.iter().position(|n| *n == name) {
             return Some(SchedulerKind::Builtin(i));
         }
-        self.plugins
-            .iter()
-            .position(|n| n.as_str() == name)
-            .map(SchedulerKind::Plugin)
+        self.plugins.iter().position(|n| n.as_str() == name).map(SchedulerKind::Plugin)
     }
 
     /// The registered plugin names, in registration order.

@@ -162,10 +162,7 @@ pub(crate) fn position(dests: &[Dest], id: crate::dest::DestId) -> Option<usize>
 pub(crate) fn more_loaded(load_a: u64, weight_a: u32, load_b: u64, weight_b: u32) -> bool {
     // Loads are below 2^41 and weights below 2^32: the products fit in u128, and in u64 in
     // every realistic case, which is the cheap path.
-    match (
-        load_a.checked_mul(u64::from(weight_b)),
-        load_b.checked_mul(u64::from(weight_a)),
-    ) {
+    match (load_a.checked_mul(u64::from(weight_b)), load_b.checked_mul(u64::from(weight_a))) {
         (Some(x), Some(y)) => x > y,
         _ => u128::from(load_a) * u128::from(weight_b) > u128::from(load_b) * u128::from(weight_a),
     }

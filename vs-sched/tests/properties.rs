@@ -17,30 +17,14 @@ fn fill<S: Scheduler>(sched: &mut S, weights: &[u32]) -> DestList<MAX_DESTS> {
     let mut list = DestList::new();
     sched.init_service(list.as_slice()).unwrap();
     for (i, w) in weights.iter().enumerate() {
-        list.add(
-            sched,
-            addr(i),
-            80,
-            DestConfig {
-                weight: *w,
-                ..DestConfig::default()
-            },
-        )
-        .unwrap();
+        list.add(sched, addr(i), 80, DestConfig { weight: *w, ..DestConfig::default() }).unwrap();
     }
     list
 }
 
 fn key(n: u32) -> PacketInfo {
     let src = IpAddr::V4(Ipv4Addr::from(n.wrapping_mul(2_654_435_761)));
-    PacketInfo {
-        proto: 6,
-        src,
-        dst: addr(999),
-        sport: (n % 50000) as u16 + 1024,
-        dport: 80,
-        inverse: false,
-    }
+    PacketInfo { proto: 6, src, dst: addr(999), sport: (n % 50000) as u16 + 1024, dport: 80, inverse: false }
 }
 
 /// Maglev minimal disruption, for every N in 3..20 and every destination removed: the keys

@@ -20,14 +20,7 @@ fn ip(last: u8) -> IpAddr {
 
 fn client(n: u32) -> PacketInfo {
     let src = IpAddr::V4(Ipv4Addr::from(0xC612_0000u32 + n));
-    PacketInfo {
-        proto: 6,
-        src,
-        dst: ip(200),
-        sport: 1024 + (n % 60000) as u16,
-        dport: 80,
-        inverse: false,
-    }
+    PacketInfo { proto: 6, src, dst: ip(200), sport: 1024 + (n % 60000) as u16, dport: 80, inverse: false }
 }
 
 impl Service {
@@ -43,18 +36,10 @@ impl Service {
         sched.init_service(list.as_slice()).unwrap();
         let mut ids = Vec::new();
         for (i, w) in weights.iter().enumerate() {
-            let config = DestConfig {
-                weight: *w,
-                ..DestConfig::default()
-            };
+            let config = DestConfig { weight: *w, ..DestConfig::default() };
             ids.push(list.add(&mut sched, ip(i as u8 + 1), 80, config).unwrap());
         }
-        Service {
-            sched,
-            list,
-            ids,
-            now: 0,
-        }
+        Service { sched, list, ids, now: 0 }
     }
 
     /// The index (in adding order) of the destination picked for `packet`.
@@ -124,22 +109,8 @@ fn wrr_with_a_common_divisor_and_all_overloaded() {
     let picks = s.picks(6);
     assert_eq!(picks.iter().filter(|p| **p == A).count(), 4);
     assert_eq!(picks.iter().filter(|p| **p == B).count(), 2);
-    s.edit(
-        0,
-        DestConfig {
-            weight: 4,
-            upper_threshold: 1,
-            lower_threshold: 0,
-        },
-    );
-    s.edit(
-        1,
-        DestConfig {
-            weight: 2,
-            upper_threshold: 1,
-            lower_threshold: 0,
-        },
-    );
+    s.edit(0, DestConfig { weight: 4, upper_threshold: 1, lower_threshold: 0 });
+    s.edit(1, DestConfig { weight: 2, upper_threshold: 1, lower_threshold: 0 });
     s.bind(0, ConnKind::Active, 1);
     s.bind(1, ConnKind::Active, 1);
     assert_eq!(s.pick(), None, "every destination overloaded");
@@ -151,14 +122,7 @@ fn wrr_with_a_common_divisor_and_all_overloaded() {
 fn wrr_with_huge_weights_stays_cheap_when_all_are_overloaded() {
     let mut s = Service::new("wrr", &[65535, 1]);
     for d in 0..2 {
-        s.edit(
-            d,
-            DestConfig {
-                weight: if d == 0 { 65535 } else { 1 },
-                upper_threshold: 1,
-                lower_threshold: 0,
-            },
-        );
+        s.edit(d, DestConfig { weight: if d == 0 { 65535 } else { 1 }, upper_threshold: 1, lower_threshold: 0 });
         s.bind(d, ConnKind::Inactive, 1);
     }
     assert_eq!(s.picks(3), [None, None, None]);
@@ -173,13 +137,7 @@ fn lc_ignores_weight_but_not_zero_and_ties_go_to_the_newest() {
     s.bind(1, ConnKind::Active, 1); // B: 256
     s.bind(0, ConnKind::Inactive, 200); // A: 200
     assert_eq!(s.pick(), C, "C has overhead 1");
-    s.edit(
-        2,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    s.edit(2, DestConfig { weight: 0, ..DestConfig::default() });
     assert_eq!(s.pick(), A, "weight 0 is skipped; A (200) beats B (256)");
 }
 
@@ -188,20 +146,10 @@ fn wlc_uses_weighted_cross_products() {
     let mut s = Service::new("wlc", &[1, 3]);
     s.bind(0, ConnKind::Active, 1); // A: 256 / 1
     s.bind(1, ConnKind::Active, 3); // B: 768 / 3
-    assert_eq!(
-        s.pick(),
-        B,
-        "equal ratios: the earlier in the list (B, the newest) keeps it"
-    );
+    assert_eq!(s.pick(), B, "equal ratios: the earlier in the list (B, the newest) keeps it");
     s.bind(1, ConnKind::Inactive, 1); // B: 769 / 3 > 256 / 1
     assert_eq!(s.pick(), A);
-    s.edit(
-        0,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    s.edit(0, DestConfig { weight: 0, ..DestConfig::default() });
     assert_eq!(s.pick(), B, "weight 0 never wins");
 }
 
@@ -227,14 +175,7 @@ fn sed_counts_active_plus_one_and_nq_prefers_idle() {
 fn fo_and_ovf_take_the_highest_weight() {
     let mut s = Service::new("fo", &[5, 10, 10]);
     assert_eq!(s.pick(), C, "tie between B and C: the first in list order");
-    s.edit(
-        2,
-        DestConfig {
-            weight: 10,
-            upper_threshold: 1,
-            lower_threshold: 0,
-        },
-    );
+    s.edit(2, DestConfig { weight: 10, upper_threshold: 1, lower_threshold: 0 });
     s.bind(2, ConnKind::Inactive, 1);
     assert_eq!(s.pick(), B);
 
@@ -251,14 +192,7 @@ fn fo_and_ovf_take_the_highest_weight() {
 #[test]
 fn overload_only_changes_on_bind_and_unbind() {
     let mut s = Service::new("rr", &[1, 1]);
-    s.edit(
-        1,
-        DestConfig {
-            weight: 1,
-            upper_threshold: 2,
-            lower_threshold: 1,
-        },
-    );
+    s.edit(1, DestConfig { weight: 1, upper_threshold: 2, lower_threshold: 1 });
     s.bind(1, ConnKind::Inactive, 2);
     assert_eq!(s.picks(3), [A, A, A], "B overloaded at 2 connections");
     // A connection of B becoming active does not touch the flag.
@@ -285,44 +219,20 @@ fn sh_fills_by_weight_and_falls_back_when_asked() {
     assert_eq!(s.pick_for(&client(7)), first);
     // Quiesce B: its keys get no server without sh-fallback...
     let key_on_b = (0..4000).find(|n| s.pick_for(&client(*n)) == B).unwrap();
-    s.edit(
-        1,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    s.edit(1, DestConfig { weight: 0, ..DestConfig::default() });
     assert_eq!(s.pick_for(&client(key_on_b)), None);
     // ...and A with it.
-    let mut f = Service::with_params(
-        "sh",
-        &[1, 3],
-        SchedParams {
-            flags: SchedFlags::SCHED1,
-            ..SchedParams::default()
-        },
-    );
-    f.edit(
-        1,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    let mut f =
+        Service::with_params("sh", &[1, 3], SchedParams { flags: SchedFlags::SCHED1, ..SchedParams::default() });
+    f.edit(1, DestConfig { weight: 0, ..DestConfig::default() });
     assert_eq!(f.pick_for(&client(key_on_b)), A);
 }
 
 #[test]
 fn sh_port_flag_hashes_the_source_port() {
     let mut plain = Service::new("sh", &[1, 1, 1, 1]);
-    let mut port = Service::with_params(
-        "sh",
-        &[1, 1, 1, 1],
-        SchedParams {
-            flags: SchedFlags::SCHED2,
-            ..SchedParams::default()
-        },
-    );
+    let mut port =
+        Service::with_params("sh", &[1, 1, 1, 1], SchedParams { flags: SchedFlags::SCHED2, ..SchedParams::default() });
     let from = |sport: u16| PacketInfo { sport, ..client(3) };
     let plain_picks: std::collections::BTreeSet<_> = (0..64).map(|p| plain.pick_for(&from(1000 + p))).collect();
     let port_picks: std::collections::BTreeSet<_> = (0..64).map(|p| port.pick_for(&from(1000 + p))).collect();
@@ -333,27 +243,14 @@ fn sh_port_flag_hashes_the_source_port() {
 #[test]
 fn dh_hashes_the_destination_and_rejects_unusable() {
     let mut s = Service::new("dh", &[1, 1, 1]);
-    let to = |n: u8| PacketInfo {
-        dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, n)),
-        ..client(1)
-    };
+    let to = |n: u8| PacketInfo { dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, n)), ..client(1) };
     let first = s.pick_for(&to(5));
     assert!(first.is_some());
     for n in 0..20 {
-        assert_eq!(
-            s.pick_for(&PacketInfo { src: ip(n), ..to(5) }),
-            first,
-            "the source does not matter"
-        );
+        assert_eq!(s.pick_for(&PacketInfo { src: ip(n), ..to(5) }), first, "the source does not matter");
     }
     let d = first.unwrap();
-    s.edit(
-        d,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    s.edit(d, DestConfig { weight: 0, ..DestConfig::default() });
     assert_eq!(s.pick_for(&to(5)), None);
 }
 
@@ -362,84 +259,29 @@ fn mh_keeps_quiesced_slots_and_falls_back() {
     let mut s = Service::new("mh", &[1, 1, 1]);
     let key_on = |s: &mut Service, d: usize| (0..10_000).find(|n| s.pick_for(&client(*n)) == Some(d)).unwrap();
     let k = key_on(&mut s, 1);
-    s.edit(
-        1,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
-    assert_eq!(
-        s.pick_for(&client(k)),
-        None,
-        "the slot still names B, which takes no new connections"
-    );
-    let mut f = Service::with_params(
-        "mh",
-        &[1, 1, 1],
-        SchedParams {
-            flags: SchedFlags::SCHED1,
-            ..SchedParams::default()
-        },
-    );
+    s.edit(1, DestConfig { weight: 0, ..DestConfig::default() });
+    assert_eq!(s.pick_for(&client(k)), None, "the slot still names B, which takes no new connections");
+    let mut f =
+        Service::with_params("mh", &[1, 1, 1], SchedParams { flags: SchedFlags::SCHED1, ..SchedParams::default() });
     let k = key_on(&mut f, 1);
-    f.edit(
-        1,
-        DestConfig {
-            weight: 0,
-            ..DestConfig::default()
-        },
-    );
+    f.edit(1, DestConfig { weight: 0, ..DestConfig::default() });
     assert!(matches!(f.pick_for(&client(k)), A | C));
 }
 
 #[test]
 fn mh_refuses_more_destinations_than_slots() {
-    let mut sched = Builtin::by_name(
-        "mh",
-        &SchedParams {
-            mh_size: 251,
-            ..SchedParams::default()
-        },
-    )
-    .unwrap();
+    let mut sched = Builtin::by_name("mh", &SchedParams { mh_size: 251, ..SchedParams::default() }).unwrap();
     let mut list = DestList::<MAX_DESTS>::new();
     sched.init_service(list.as_slice()).unwrap();
     for i in 0..251u32 {
         let addr = IpAddr::V4(Ipv4Addr::from(0xC612_0000 + i));
-        list.add(
-            &mut sched,
-            addr,
-            80,
-            DestConfig {
-                weight: 1,
-                ..DestConfig::default()
-            },
-        )
-        .unwrap();
+        list.add(&mut sched, addr, 80, DestConfig { weight: 1, ..DestConfig::default() }).unwrap();
     }
-    let extra = list.add(
-        &mut sched,
-        ip(250),
-        81,
-        DestConfig {
-            weight: 1,
-            ..DestConfig::default()
-        },
-    );
-    assert!(matches!(
-        extra,
-        Err(vs_sched::DestError::Sched(vs_sched::SchedError::TooManyDests))
-    ));
+    let extra = list.add(&mut sched, ip(250), 81, DestConfig { weight: 1, ..DestConfig::default() });
+    assert!(matches!(extra, Err(vs_sched::DestError::Sched(vs_sched::SchedError::TooManyDests))));
     assert_eq!(list.len(), 251, "the refused destination is not kept");
-    assert!(
-        Maglev::<4093>::new(4000, SchedFlags::empty()).is_err(),
-        "not one of the kernel's primes"
-    );
-    assert!(
-        Maglev::<4093>::new(8191, SchedFlags::empty()).is_err(),
-        "above the compiled capacity"
-    );
+    assert!(Maglev::<4093>::new(4000, SchedFlags::empty()).is_err(), "not one of the kernel's primes");
+    assert!(Maglev::<4093>::new(8191, SchedFlags::empty()).is_err(), "above the compiled capacity");
     assert_eq!(Maglev::<8191>::new(8191, SchedFlags::empty()).unwrap().size(), 8191);
 }
 
@@ -509,22 +351,8 @@ fn lblcr_grows_its_set_and_sheds_after_expiration() {
 #[test]
 fn twos_is_seeded_and_respects_eligibility() {
     let run = |seed| {
-        let mut s = Service::with_params(
-            "twos",
-            &[1, 2, 3, 0],
-            SchedParams {
-                seed,
-                ..SchedParams::default()
-            },
-        );
-        s.edit(
-            2,
-            DestConfig {
-                weight: 3,
-                upper_threshold: 1,
-                lower_threshold: 0,
-            },
-        );
+        let mut s = Service::with_params("twos", &[1, 2, 3, 0], SchedParams { seed, ..SchedParams::default() });
+        s.edit(2, DestConfig { weight: 3, upper_threshold: 1, lower_threshold: 0 });
         s.bind(2, ConnKind::Inactive, 1);
         s.picks(300)
     };
@@ -548,10 +376,7 @@ fn every_builtin_is_created_by_name() {
     assert_eq!(reg.register("hrw"), Ok(0));
     assert_eq!(reg.register("hrw"), Err(vs_sched::RegistryError::Exists));
     assert_eq!(reg.register("rr"), Err(vs_sched::RegistryError::Exists));
-    assert_eq!(
-        reg.register("a-name-far-too-long-for-ipvs"),
-        Err(vs_sched::RegistryError::Full)
-    );
+    assert_eq!(reg.register("a-name-far-too-long-for-ipvs"), Err(vs_sched::RegistryError::Full));
     assert_eq!(reg.lookup("hrw"), Some(vs_sched::SchedulerKind::Plugin(0)));
     assert_eq!(SchedFlags::from_ipvsadm_name("mh-port"), Some(SchedFlags::SCHED2));
 }
@@ -560,37 +385,15 @@ fn every_builtin_is_created_by_name() {
 fn destination_list_errors() {
     let mut sched = Builtin::by_name("wlc", &SchedParams::default()).unwrap();
     let mut list = DestList::<2>::new();
-    let c = |w, u, l| DestConfig {
-        weight: w,
-        upper_threshold: u,
-        lower_threshold: l,
-    };
+    let c = |w, u, l| DestConfig { weight: w, upper_threshold: u, lower_threshold: l };
     list.add(&mut sched, ip(1), 80, c(1, 0, 0)).unwrap();
-    assert_eq!(
-        list.add(&mut sched, ip(1), 80, c(1, 0, 0)),
-        Err(vs_sched::DestError::Exists)
-    );
-    assert_eq!(
-        list.add(&mut sched, ip(2), 80, c(1, 5, 6)),
-        Err(vs_sched::DestError::Range)
-    );
-    assert_eq!(
-        list.add(&mut sched, ip(2), 80, c(u32::MAX, 0, 0)),
-        Err(vs_sched::DestError::Range)
-    );
+    assert_eq!(list.add(&mut sched, ip(1), 80, c(1, 0, 0)), Err(vs_sched::DestError::Exists));
+    assert_eq!(list.add(&mut sched, ip(2), 80, c(1, 5, 6)), Err(vs_sched::DestError::Range));
+    assert_eq!(list.add(&mut sched, ip(2), 80, c(u32::MAX, 0, 0)), Err(vs_sched::DestError::Range));
     list.add(&mut sched, ip(2), 80, c(1, 0, 0)).unwrap();
-    assert_eq!(
-        list.add(&mut sched, ip(3), 80, c(1, 0, 0)),
-        Err(vs_sched::DestError::Full)
-    );
-    assert_eq!(
-        list.edit(&mut sched, ip(3), 80, c(1, 0, 0)),
-        Err(vs_sched::DestError::NotFound)
-    );
-    assert_eq!(
-        list.remove(&mut sched, ip(3), 80).err(),
-        Some(vs_sched::DestError::NotFound)
-    );
+    assert_eq!(list.add(&mut sched, ip(3), 80, c(1, 0, 0)), Err(vs_sched::DestError::Full));
+    assert_eq!(list.edit(&mut sched, ip(3), 80, c(1, 0, 0)), Err(vs_sched::DestError::NotFound));
+    assert_eq!(list.remove(&mut sched, ip(3), 80).err(), Some(vs_sched::DestError::NotFound));
     let removed = list.remove(&mut sched, ip(1), 80).unwrap();
     assert!(!removed.is_available());
     assert_eq!(list.as_slice()[0].addr, ip(2));

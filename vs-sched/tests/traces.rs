@@ -24,11 +24,8 @@ fn check_dir(dir: &Path) -> usize {
         match scenario::run(&text, 0) {
             Ok(got) if got == expected => {}
             Ok(got) => {
-                let first = got
-                    .iter()
-                    .zip(&expected)
-                    .position(|(g, e)| g != e)
-                    .unwrap_or(got.len().min(expected.len()));
+                let first =
+                    got.iter().zip(&expected).position(|(g, e)| g != e).unwrap_or(got.len().min(expected.len()));
                 failures.push(format!(
                     "{}: pick {} differs: ours {:?}, kernel {:?} ({} picks vs {})",
                     path.display(),
@@ -50,10 +47,7 @@ fn check_dir(dir: &Path) -> usize {
 fn recorded_kernel_traces() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/ipvs-traces");
     if !dir.is_dir() {
-        eprintln!(
-            "SKIP: {} not found; the recorded kernel traces were not checked",
-            dir.display()
-        );
+        eprintln!("SKIP: {} not found; the recorded kernel traces were not checked", dir.display());
         return;
     }
     let n = check_dir(&dir);
@@ -72,10 +66,7 @@ fn scenarios_kept_in_the_repository() {
 fn unknown_lines_fail_with_their_number() {
     let err = scenario::run("sched rr\ndest A 198.18.0.1:80 weight 1\nfrobnicate\n", 0).unwrap_err();
     assert_eq!(err.line, 3);
-    assert!(
-        scenario::run("dest A 198.18.0.1:80 weight 1\n", 0).is_err(),
-        "sched must come first"
-    );
+    assert!(scenario::run("dest A 198.18.0.1:80 weight 1\n", 0).is_err(), "sched must come first");
     assert_eq!(scenario::run("sched nosuch\n", 0).unwrap_err().line, 1);
     let err = scenario::run(
         "sched wlc\n# comment\ndest A [2001:db8::1]:80 weight 1\npick src [2001:db8::9]:1000\nconn A active 1\n",

@@ -37,30 +37,16 @@ pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
                         nanos = h.is_nanosecond_precision();
                     }
                     PcapBlockOwned::Legacy(b) => {
-                        let frac = if nanos {
-                            u64::from(b.ts_usec) / 1000
-                        } else {
-                            u64::from(b.ts_usec)
-                        };
+                        let frac = if nanos { u64::from(b.ts_usec) / 1000 } else { u64::from(b.ts_usec) };
                         let ts_us = u64::from(b.ts_sec) * 1_000_000 + frac;
-                        frames.push(Frame {
-                            ts_us,
-                            linktype: link.0,
-                            data: b.data.to_vec(),
-                        });
+                        frames.push(Frame { ts_us, linktype: link.0, data: b.data.to_vec() });
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => interfaces.push(idb.linktype),
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         let ts_us = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let linktype = usize::try_from(epb.if_id)
-                            .ok()
-                            .and_then(|i| interfaces.get(i))
-                            .map_or(-1, |l| l.0);
-                        frames.push(Frame {
-                            ts_us,
-                            linktype,
-                            data: epb.packet_data().to_vec(),
-                        });
+                        let linktype =
+                            usize::try_from(epb.if_id).ok().and_then(|i| interfaces.get(i)).map_or(-1, |l| l.0);
+                        frames.push(Frame { ts_us, linktype, data: epb.packet_data().to_vec() });
                     }
                     _ => {}
                 }

@@ -79,13 +79,8 @@ fn parse_neigh(entries: &[String]) -> Result<BTreeMap<IpAddr, MacAddr>, String> 
     entries
         .iter()
         .map(|e| {
-            let (addr, mac) = e
-                .split_once('=')
-                .ok_or_else(|| format!("--neigh `{e}`: want ADDR=MAC"))?;
-            Ok((
-                addr.parse().map_err(|_| format!("--neigh `{e}`: bad address"))?,
-                parse_mac(mac)?,
-            ))
+            let (addr, mac) = e.split_once('=').ok_or_else(|| format!("--neigh `{e}`: want ADDR=MAC"))?;
+            Ok((addr.parse().map_err(|_| format!("--neigh `{e}`: bad address"))?, parse_mac(mac)?))
         })
         .collect()
 }
@@ -96,17 +91,7 @@ fn path(p: &std::path::Path) -> Result<&str, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Replay {
-            rules,
-            input,
-            output,
-            mac,
-            tun_src,
-            mtu,
-            neigh,
-            pass_out,
-            capacity,
-        } => {
+        Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, pass_out, capacity } => {
             let text = std::fs::read_to_string(&rules).map_err(|e| format!("{}: {e}", rules.display()))?;
             let parsed = rules::parse(&text).map_err(|e| format!("{}: {e}", rules.display()))?;
             let options = replay::Options {
@@ -118,10 +103,7 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let frames = capture::read(path(&input)?)?;
             let mut out = capture::Writer::create(path(&output)?)?;
-            let mut pass = pass_out
-                .as_deref()
-                .map(|p| path(p).and_then(capture::Writer::create))
-                .transpose()?;
+            let mut pass = pass_out.as_deref().map(|p| path(p).and_then(capture::Writer::create)).transpose()?;
             let report = replay::run(&parsed, &options, &frames, &mut out, pass.as_mut())?;
             out.finish()?;
             if let Some(p) = pass {
@@ -162,20 +144,13 @@ fn run(cli: Cli) -> Result<(), String> {
             let report = replay::run(&parsed, &options, &capture::read(path(&sample_path)?)?, &mut out, None)?;
             out.finish()?;
             println!("rules ({}):\n{rules_text}", rules_path.display());
-            println!(
-                "sample capture: {} ({} frames, {clients} HTTP connections)",
-                sample_path.display(),
-                frames.len()
-            );
+            println!("sample capture: {} ({} frames, {clients} HTTP connections)", sample_path.display(), frames.len());
             println!("real server shares:");
             for (_, real, fwd, conns) in &report.reals {
                 println!("  {real} ({fwd:?}): {conns} connections");
             }
             print!("{}", report.text);
-            println!(
-                "replayed capture: {} (open it with tshark -r or Wireshark)",
-                out_path.display()
-            );
+            println!("replayed capture: {} (open it with tshark -r or Wireshark)", out_path.display());
             Ok(())
         }
     }

@@ -54,33 +54,22 @@ pub(crate) fn run(
     let table =
         ConnTable::new(&mut memory, options.capacity, 0x5eed).map_err(|e| format!("connection table: {e:?}"))?;
     let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
-    let mut config = EngineConfig {
-        mac: options.mac,
-        mtu: options.mtu,
-        ..EngineConfig::default()
-    };
+    let mut config = EngineConfig { mac: options.mac, mtu: options.mtu, ..EngineConfig::default() };
     for addr in &options.tunnel_src {
         match addr {
             IpAddr::V4(a) => config.tunnel_v4 = Some(*a),
             IpAddr::V6(a) => config.tunnel_v6 = Some(*a),
         }
     }
-    let mut engine: Engine<'_, REALS> = Engine::new(table, &mut slots[..], config).map_err(|e| format!("engine: {e:?}"))?;
+    let mut engine: Engine<'_, REALS> =
+        Engine::new(table, &mut slots[..], config).map_err(|e| format!("engine: {e:?}"))?;
     for (line, rule) in rules {
         let result = match rule {
-            Rule::Service {
-                key,
-                scheduler,
-                flags,
-                one_packet,
-            } => engine.add_service(
-                *key,
-                &ServiceConfig {
-                    scheduler,
-                    flags: *flags,
-                    one_packet: *one_packet,
-                },
-            ),
+            Rule::Service { key, scheduler, flags, one_packet, persistence } => {
+                let config =
+                    ServiceConfig { scheduler, flags: *flags, one_packet: *one_packet, persistence: *persistence };
+                engine.add_service(*key, &config)
+            }
             Rule::Real { key, real } => engine.add_real(key, real),
         };
         result.map_err(|e| format!("rules line {line}: {e:?}"))?;
@@ -121,11 +110,7 @@ pub(crate) fn run(
     );
     for service in engine.services() {
         let key = service.key();
-        let proto = if key.proto == vs_proto::wire::IpProtocol::TCP {
-            "TCP"
-        } else {
-            "UDP"
-        };
+        let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" };
         let name = format!("{proto} {}", endpoint(key.addr, key.port));
         let s = service.stats();
         let _ = writeln!(
@@ -139,11 +124,7 @@ pub(crate) fn run(
             s.out_bytes
         );
         for (real, dest) in service.reals() {
-            let share = if s.conns == 0 {
-                0.0
-            } else {
-                100.0 * real.stats.conns as f64 / s.conns as f64
-            };
+            let share = if s.conns == 0 { 0.0 } else { 100.0 * real.stats.conns as f64 / s.conns as f64 };
             let _ = writeln!(
                 text,
                 "  -> {} {:?} weight {}: conns {} ({share:.0}%) inpkts {} outpkts {} active {} inactive {}",
@@ -156,12 +137,7 @@ pub(crate) fn run(
                 dest.active,
                 dest.inactive
             );
-            report.reals.push((
-                name.clone(),
-                endpoint(real.addr, real.port),
-                real.forward,
-                real.stats.conns,
-            ));
+            report.reals.push((name.clone(), endpoint(real.addr, real.port), real.forward, real.stats.conns));
         }
     }
     for reason in DropReason::ALL {

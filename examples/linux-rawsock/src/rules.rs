@@ -4,7 +4,23 @@
 use std::net::{IpAddr, SocketAddr};
 
 use vs_proto::conn::Forward;
-use vs_proto::engine::{RealConfig, ServiceKey};
+use vs_proto::engine::{Persistence, RealConfig, ServiceKey};
+
+/// ipvsadm's persistence timeout when `-p` has no value (checked on Linux 6.1).
+const DEFAULT_PERSISTENCE_S: u32 = 360;
+
+/// `-M`: a dotted IPv4 netmask (contiguous) or a prefix length.
+fn parse_netmask(text: &str) -> Result<u8, String> {
+    if let Ok(len) = text.parse::<u8>() {
+        return if len <= 128 { Ok(len) } else { Err(format!("bad netmask `{text}`")) };
+    }
+    let mask: std::net::Ipv4Addr = text.parse().map_err(|_| format!("bad netmask `{text}`"))?;
+    let bits = u32::from(mask);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(format!("netmask `{text}` is not contiguous"));
+    }
+    u8::try_from(bits.leading_ones()).map_err(|_| format!("bad netmask `{text}`"))
+}
 use vs_proto::wire::IpProtocol;
 use vs_sched::SchedFlags;
 
@@ -17,6 +33,7 @@ pub(crate) enum Rule {
         scheduler: String,
         flags: SchedFlags,
         one_packet: bool,
+        persistence: Option<Persistence>,
     },
     /// `-a`: a real server of a service.
     Real { key: ServiceKey, real: RealConfig },
@@ -84,6 +101,8 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
     let mut scheduler = "wlc".to_owned();
     let mut flags = SchedFlags::empty();
     let mut one_packet = false;
+    let mut persistence: Option<u32> = None;
+    let mut netmask: Option<u8> = None;
     let mut ipv6 = false;
     let mut mark = None;
     let mut real = None;
@@ -99,11 +118,8 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
             "-A" | "--add-service" => command = Some('A'),
             "-a" | "--add-server" => command = Some('a'),
             "-t" | "--tcp-service" | "-u" | "--udp-service" => {
-                let proto = if word.starts_with("-t") || word == "--tcp-service" {
-                    IpProtocol::TCP
-                } else {
-                    IpProtocol::UDP
-                };
+                let proto =
+                    if word.starts_with("-t") || word == "--tcp-service" { IpProtocol::TCP } else { IpProtocol::UDP };
                 let (addr, port) = endpoint(it.next().ok_or("service address missing")?)?;
                 key = Some(ServiceKey::new(proto, addr, port));
             }
@@ -114,18 +130,26 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
                 } else {
                     v.parse().ok()
                 };
-                mark = Some(
-                    m.filter(|m| *m != 0)
-                        .ok_or_else(|| format!("bad firewall mark `{v}`"))?,
-                );
+                mark = Some(m.filter(|m| *m != 0).ok_or_else(|| format!("bad firewall mark `{v}`"))?);
             }
             "-6" | "--ipv6" => ipv6 = true,
             "-o" | "--ops" => one_packet = true,
             "-s" | "--scheduler" => scheduler = it.next().ok_or("scheduler name missing")?.to_owned(),
             "-p" | "--persistent" => {
-                return Err("persistence is not supported by the engine yet (it arrives with issue 5)".into());
+                // popt's optional value: taken only when the next word is not an option.
+                let timeout = match it.peek() {
+                    Some(v) if !v.starts_with('-') => {
+                        let v = it.next().unwrap_or_default();
+                        v.parse().map_err(|_| format!("bad persistence timeout `{v}`"))?
+                    }
+                    _ => DEFAULT_PERSISTENCE_S,
+                };
+                persistence = Some(timeout);
             }
-            "-M" | "--netmask" => return Err("-M needs persistence, which the engine does not support yet".into()),
+            "-M" | "--netmask" => {
+                let v = it.next().ok_or("netmask missing")?;
+                netmask = Some(parse_netmask(v)?);
+            }
             "-b" | "--sched-flags" => {
                 for f in it.next().ok_or("scheduler flags missing")?.split(',') {
                     flags |= SchedFlags::from_ipvsadm_name(f).ok_or_else(|| format!("unknown scheduler flag `{f}`"))?;
@@ -148,12 +172,15 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
         (None, None) => return Err("no service (-t, -u or -f)".into()),
     };
     match command {
-        Some('A') => Ok(Rule::Service {
-            key,
-            scheduler,
-            flags,
-            one_packet,
-        }),
+        Some('A') => {
+            let full = if key.addr.is_ipv4() { 32 } else { 128 };
+            let persistence = match (persistence, netmask) {
+                (Some(timeout_s), mask) => Some(Persistence { timeout_s, prefix_len: mask.unwrap_or(full) }),
+                (None, Some(_)) => return Err("-M needs -p".into()),
+                (None, None) => None,
+            };
+            Ok(Rule::Service { key, scheduler, flags, one_packet, persistence })
+        }
         Some('a') => {
             let text = real.ok_or("-a needs -r ADDR[:PORT]")?;
             // A real server without a port takes the service's; DR and TUN always use it.
@@ -170,14 +197,7 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
             }
             Ok(Rule::Real {
                 key,
-                real: RealConfig {
-                    addr,
-                    port,
-                    forward,
-                    weight,
-                    upper_threshold: upper,
-                    lower_threshold: lower,
-                },
+                real: RealConfig { addr, port, forward, weight, upper_threshold: upper, lower_threshold: lower },
             })
         }
         _ => Err("a rule starts with -A or -a".into()),
@@ -197,15 +217,11 @@ mod tests {
         .unwrap();
         assert_eq!(rules.len(), 4);
         let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
-        let Rule::Service { key, scheduler, .. } = &rules[0] else {
-            panic!()
-        };
+        let Rule::Service { key, scheduler, .. } = &rules[0] else { panic!() };
         assert_eq!((key.port, scheduler.as_str()), (80, "rr"));
         let Rule::Real { real, .. } = &rules[1] else { panic!() };
         assert_eq!((real.port, real.forward, real.weight), (80, Forward::Nat, 1));
-        let Rule::Service { flags, .. } = &rules[2] else {
-            panic!()
-        };
+        let Rule::Service { flags, .. } = &rules[2] else { panic!() };
         assert_eq!(*flags, SchedFlags::SCHED1 | SchedFlags::SCHED2);
         let Rule::Real { real, .. } = &rules[3] else { panic!() };
         assert_eq!(
@@ -216,15 +232,26 @@ mod tests {
     }
 
     #[test]
+    fn persistence_as_ipvsadm_saves_it() {
+        let rules = parse(
+            "-A -t 198.18.0.1:80 -s rr -p\n-A -t 198.18.0.2:80 -s rr -p 60 -M 255.255.255.0\n-A -t [2001:db8::1]:80 -p -M 64 -s rr\n",
+        )
+        .unwrap();
+        let p = |i: usize| match &rules[i].1 {
+            Rule::Service { persistence, .. } => persistence.unwrap(),
+            Rule::Real { .. } => panic!(),
+        };
+        assert_eq!((p(0).timeout_s, p(0).prefix_len), (360, 32));
+        assert_eq!((p(1).timeout_s, p(1).prefix_len), (60, 24));
+        assert_eq!((p(2).timeout_s, p(2).prefix_len), (360, 64));
+    }
+
+    #[test]
     fn firewall_mark_services() {
         let rules = parse("-A -f 0x10 -6 -s mh\n-a -f 16 -6 -r [2001:db8:1::1] -m -w 2\n").unwrap();
-        let Rule::Service { key, .. } = &rules[0].1 else {
-            panic!()
-        };
+        let Rule::Service { key, .. } = &rules[0].1 else { panic!() };
         assert_eq!(*key, ServiceKey::fwmark(16, true));
-        let Rule::Real { key, real } = &rules[1].1 else {
-            panic!()
-        };
+        let Rule::Real { key, real } = &rules[1].1 else { panic!() };
         assert!(key.is_fwmark());
         assert_eq!((real.port, real.weight), (0, 2));
     }
@@ -235,11 +262,7 @@ mod tests {
         assert_eq!(err.line, 2);
         assert_eq!(parse("-A -t 198.18.0.100:80 -s rr -q\n").unwrap_err().line, 1);
         assert!(parse("-A -t 198.18.0.100 -s rr\n").is_err(), "a service needs a port");
-        assert!(
-            parse("-A -t 198.18.0.100:80 -p 300\n")
-                .unwrap_err()
-                .message
-                .contains("persistence")
-        );
+        assert!(parse("-A -t 198.18.0.100:80 -M 255.255.255.0\n").unwrap_err().message.contains("-p"));
+        assert!(parse("-A -t 198.18.0.100:80 -p -M 255.0.255.0\n").is_err());
     }
 }

@@ -21,11 +21,8 @@ pub(crate) const ROUTER_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x05, 0x
 /// The virtual service.
 pub(crate) const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 /// The real servers.
-pub(crate) const REALS: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(198, 18, 1, 1),
-    Ipv4Addr::new(198, 18, 1, 2),
-    Ipv4Addr::new(198, 18, 1, 3),
-];
+pub(crate) const REALS: [Ipv4Addr; 3] =
+    [Ipv4Addr::new(198, 18, 1, 1), Ipv4Addr::new(198, 18, 1, 2), Ipv4Addr::new(198, 18, 1, 3)];
 
 /// The MAC of real server `i` (0-based).
 pub(crate) fn real_mac(i: usize) -> MacAddr {
@@ -85,16 +82,8 @@ pub(crate) fn capture(clients: u16) -> Vec<Frame> {
     let mut list = DestList::<3>::new();
     rr.init_service(list.as_slice()).expect("rr takes any list");
     for r in REALS {
-        list.add(
-            &mut rr,
-            IpAddr::V4(r),
-            80,
-            DestConfig {
-                weight: 1,
-                ..DestConfig::default()
-            },
-        )
-        .expect("three servers fit");
+        list.add(&mut rr, IpAddr::V4(r), 80, DestConfig { weight: 1, ..DestConfig::default() })
+            .expect("three servers fit");
     }
     let mut frames = Vec::new();
     for i in 0..clients {
@@ -115,17 +104,7 @@ pub(crate) fn capture(clients: u16) -> Vec<Frame> {
         let request: &'static [u8] = b"GET / HTTP/1.0\r\nHost: vip\r\n\r\n";
         let response: &'static [u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
         let steps: [(bool, Segment); 8] = [
-            (
-                true,
-                Segment {
-                    src: client,
-                    dst: vip,
-                    seq: c,
-                    ack: 0,
-                    flags: TcpFlags::SYN,
-                    payload: b"",
-                },
-            ),
+            (true, Segment { src: client, dst: vip, seq: c, ack: 0, flags: TcpFlags::SYN, payload: b"" }),
             (
                 false,
                 Segment {
@@ -137,17 +116,7 @@ pub(crate) fn capture(clients: u16) -> Vec<Frame> {
                     payload: b"",
                 },
             ),
-            (
-                true,
-                Segment {
-                    src: client,
-                    dst: vip,
-                    seq: c + 1,
-                    ack: s + 1,
-                    flags: TcpFlags::ACK,
-                    payload: b"",
-                },
-            ),
+            (true, Segment { src: client, dst: vip, seq: c + 1, ack: s + 1, flags: TcpFlags::ACK, payload: b"" }),
             (
                 true,
                 Segment {
@@ -207,11 +176,7 @@ pub(crate) fn capture(clients: u16) -> Vec<Frame> {
         for (k, (from_client, seg)) in steps.iter().enumerate() {
             let mac = if *from_client { ROUTER_MAC } else { real_mac(index) };
             let ts_us = 1_000_000 + u64::from(i) * 10_000 + k as u64 * 500;
-            frames.push(Frame {
-                ts_us,
-                linktype: 1,
-                data: tcp_frame(seg, mac),
-            });
+            frames.push(Frame { ts_us, linktype: 1, data: tcp_frame(seg, mac) });
         }
     }
     frames.sort_by_key(|f| f.ts_us);

@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn vsd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vsd"))
-        .args(args)
-        .output()
-        .expect("vsd runs")
+    Command::new(env!("CARGO_BIN_EXE_vsd")).args(args).output().expect("vsd runs")
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -23,15 +20,7 @@ fn scratch(name: &str) -> PathBuf {
 /// tshark's view of a capture: one row per frame.
 fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-n",
-        "-r",
-        path.to_str().unwrap(),
-        "-o",
-        "tcp.check_checksum:TRUE",
-        "-o",
-        "ip.check_checksum:TRUE",
-    ]);
+    cmd.args(["-n", "-r", path.to_str().unwrap(), "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]);
     cmd.args(["-T", "fields", "-E", "separator=/t"]);
     for f in fields {
         cmd.args(["-e", f]);
@@ -40,12 +29,7 @@ fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     if !out.status.success() {
         return None;
     }
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_owned).collect())
-            .collect(),
-    )
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
 }
 
 #[test]
@@ -76,20 +60,13 @@ fn demo_replays_the_classic_nat_example() {
     let reals = ["198.18.1.1", "198.18.1.2", "198.18.1.3"];
     let mut syns: BTreeMap<String, usize> = BTreeMap::new();
     for r in &rows {
-        assert_eq!(
-            (r[4].as_str(), r[5].as_str()),
-            ("1", "1"),
-            "every checksum verifies: {r:?}"
-        );
+        assert_eq!((r[4].as_str(), r[5].as_str()), ("1", "1"), "every checksum verifies: {r:?}");
         if r[0] == "198.18.0.100" {
             assert_eq!(r[1], "80", "replies leave from the VIP's port");
             assert!(r[2].starts_with("198.18.5."));
         } else {
             assert!(r[0].starts_with("198.18.5."), "{r:?}");
-            assert!(
-                reals.contains(&r[2].as_str()),
-                "client packets go to a real server: {r:?}"
-            );
+            assert!(reals.contains(&r[2].as_str()), "client packets go to a real server: {r:?}");
             assert_eq!(r[3], "80");
             if r[6] == "1" && r[7] == "0" {
                 *syns.entry(r[2].clone()).or_default() += 1;
@@ -102,11 +79,7 @@ fn demo_replays_the_classic_nat_example() {
 #[test]
 fn replay_direct_routing_passes_the_replies() {
     let dir = scratch("dr");
-    assert!(
-        vsd(&["demo", "--dir", dir.to_str().unwrap(), "--clients", "6"])
-            .status
-            .success()
-    );
+    assert!(vsd(&["demo", "--dir", dir.to_str().unwrap(), "--clients", "6"]).status.success());
     let rules = dir.join("dr.rules");
     std::fs::write(
         &rules,
@@ -149,11 +122,7 @@ fn replay_direct_routing_passes_the_replies() {
 fn malformed_rules_name_the_line_and_run_nothing() {
     let dir = scratch("bad");
     let rules = dir.join("bad.rules");
-    std::fs::write(
-        &rules,
-        "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w lots\n",
-    )
-    .unwrap();
+    std::fs::write(&rules, "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w lots\n").unwrap();
     let out = dir.join("out.pcap");
     let result = vsd(&[
         "replay",
@@ -170,11 +139,7 @@ fn malformed_rules_name_the_line_and_run_nothing() {
     assert!(!out.exists(), "nothing was run");
     std::fs::write(&rules, "-A -t 198.18.0.100:80 -s nosuch\n").unwrap();
     let sample = scratch("bad2");
-    assert!(
-        vsd(&["demo", "--dir", sample.to_str().unwrap(), "--clients", "1"])
-            .status
-            .success()
-    );
+    assert!(vsd(&["demo", "--dir", sample.to_str().unwrap(), "--clients", "1"]).status.success());
     let result = vsd(&[
         "replay",
         "--rules",

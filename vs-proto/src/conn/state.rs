@@ -91,10 +91,7 @@ impl ConnState {
     /// SYN_SENT, SYN_RECV, SYNACK); UDP is never active.
     #[must_use]
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            ConnState::Established | ConnState::SynSent | ConnState::SynRecv | ConnState::SynAck
-        )
+        matches!(self, ConnState::Established | ConnState::SynSent | ConnState::SynRecv | ConnState::SynAck)
     }
 }
 
@@ -207,10 +204,7 @@ pub fn tcp_transition(current: ConnState, flags: TcpFlags, direction: Direction,
     };
     // UDP is not a TCP state: a TCP connection never holds it; treat it as NONE.
     let column = if current == ConnState::Udp { 0 } else { current.index() };
-    rows.get(event as usize)
-        .and_then(|row| row.get(column))
-        .copied()
-        .unwrap_or(ConnState::Close)
+    rows.get(event as usize).and_then(|row| row.get(column)).copied().unwrap_or(ConnState::Close)
 }
 
 #[cfg(test)]
@@ -255,10 +249,7 @@ mod tests {
     #[test]
     fn secure_tcp_differences() {
         assert_eq!(tcp_transition(SR, TcpFlags::ACK, Direction::Input, true), SR);
-        assert_eq!(
-            tcp_transition(SR, TcpFlags::SYN | TcpFlags::ACK, Direction::Output, true),
-            SA
-        );
+        assert_eq!(tcp_transition(SR, TcpFlags::SYN | TcpFlags::ACK, Direction::Output, true), SA);
         assert_eq!(tcp_transition(SA, TcpFlags::ACK, Direction::Input, true), SA);
         assert_eq!(tcp_transition(SA, TcpFlags::ACK, Direction::Output, true), ES);
         assert_eq!(tcp_transition(NO, TcpFlags::SYN, Direction::InputOnly, true), SA);
@@ -268,11 +259,8 @@ mod tests {
 
     #[test]
     fn active_states() {
-        let active: heapless::Vec<&str, 12> = ConnState::ALL
-            .iter()
-            .filter(|s| s.is_active())
-            .map(|s| s.name())
-            .collect();
+        let active: heapless::Vec<&str, 12> =
+            ConnState::ALL.iter().filter(|s| s.is_active()).map(|s| s.name()).collect();
         assert_eq!(active.as_slice(), &["ESTABLISHED", "SYN_SENT", "SYN_RECV", "SYNACK"]);
     }
 }

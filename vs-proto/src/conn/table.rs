@@ -29,6 +29,8 @@ use crate::wire::IpProtocol;
 pub const WAYS: usize = 8;
 /// An index meaning "no entry".
 const NO_SLOT: u32 = u32::MAX;
+/// A connection without a controlling template.
+pub const NO_LINK: u32 = u32::MAX;
 
 /// How a connection forwards packets (IPVS's forwarding methods).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +64,11 @@ const F_V6: u16 = 0x0008;
 const F_NOOUTPUT: u16 = 0x0010;
 /// A persistence template rather than a connection.
 const F_TEMPLATE: u16 = 0x0020;
+/// A template that may no longer be used (its server went away or was quiesced): it only ages
+/// out (IPVS re-hashes such a template with ports 0xFFFF for the same effect).
+const F_INVALID: u16 = 0x0040;
+/// A template one of whose connections reached ESTABLISHED.
+const F_ASSURED: u16 = 0x0080;
 
 /// One connection: 64 bytes, one cache line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -208,6 +215,28 @@ impl Conn {
         self.flags & F_TEMPLATE != 0
     }
 
+    /// True for a template that may no longer be used.
+    #[must_use]
+    pub fn is_invalid(&self) -> bool {
+        self.flags & F_INVALID != 0
+    }
+
+    /// Marks a template as no longer usable; it ages out.
+    pub fn invalidate(&mut self) {
+        self.flags |= F_INVALID;
+    }
+
+    /// True for a template one of whose connections was established.
+    #[must_use]
+    pub fn is_assured(&self) -> bool {
+        self.flags & F_ASSURED != 0
+    }
+
+    /// Marks a template as assured.
+    pub fn assure(&mut self) {
+        self.flags |= F_ASSURED;
+    }
+
     fn v6(&self) -> bool {
         self.flags & F_V6 != 0
     }
@@ -264,6 +293,10 @@ pub trait TableMemory {
     fn free(&self) -> &[u32];
     /// The free-index stack, mutable.
     fn free_mut(&mut self) -> &mut [u32];
+    /// Per entry: a connection's controlling template, or a template's count of connections.
+    fn links(&self) -> &[u32];
+    /// The links, mutable.
+    fn links_mut(&mut self) -> &mut [u32];
 }
 
 /// Table memory carved out of host-supplied bytes.
@@ -272,6 +305,7 @@ pub struct BorrowedMemory<'a> {
     buckets: &'a mut [Bucket],
     conns: &'a mut [Conn],
     free: &'a mut [u32],
+    links: &'a mut [u32],
 }
 
 impl TableMemory for BorrowedMemory<'_> {
@@ -293,6 +327,12 @@ impl TableMemory for BorrowedMemory<'_> {
     fn free_mut(&mut self) -> &mut [u32] {
         self.free
     }
+    fn links(&self) -> &[u32] {
+        self.links
+    }
+    fn links_mut(&mut self) -> &mut [u32] {
+        self.links
+    }
 }
 
 /// Table memory owned by value, sized by const generics: `CAP` entries over `BUCKETS`
@@ -303,6 +343,7 @@ pub struct OwnedMemory<const CAP: usize, const BUCKETS: usize> {
     buckets: [Bucket; BUCKETS],
     conns: [Conn; CAP],
     free: [u32; CAP],
+    links: [u32; CAP],
 }
 
 impl<const CAP: usize, const BUCKETS: usize> TableMemory for OwnedMemory<CAP, BUCKETS> {
@@ -323,6 +364,12 @@ impl<const CAP: usize, const BUCKETS: usize> TableMemory for OwnedMemory<CAP, BU
     }
     fn free_mut(&mut self) -> &mut [u32] {
         &mut self.free
+    }
+    fn links(&self) -> &[u32] {
+        &self.links
+    }
+    fn links_mut(&mut self) -> &mut [u32] {
+        &mut self.links
     }
 }
 
@@ -365,11 +412,10 @@ impl<'a> Table<BorrowedMemory<'a>> {
         // Saturating: an absurd capacity asks for more memory than exists instead of wrapping.
         let buckets = bucket_count(capacity).saturating_mul(size_of::<Bucket>());
         let conns = capacity.saturating_mul(size_of::<Conn>());
-        let free = capacity.saturating_mul(4).saturating_add(63);
-        63usize
-            .saturating_add(buckets)
-            .saturating_add(conns)
-            .saturating_add(free)
+        // The free-index stack and the links: one u32 each per entry.
+        let free = capacity.saturating_mul(4);
+        let links = capacity.saturating_mul(4);
+        63usize.saturating_add(buckets).saturating_add(conns).saturating_add(free).saturating_add(links)
     }
 
     /// Lays a table of `capacity` connections out in `memory`, seeding the hash with `seed`.
@@ -390,8 +436,9 @@ impl<'a> Table<BorrowedMemory<'a>> {
         let nb = bucket_count(capacity);
         let (buckets, rest) = <[Bucket]>::mut_from_prefix_with_elems(memory, nb).map_err(|_| MemoryError::TooSmall)?;
         let (conns, rest) = <[Conn]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
-        let (free, _) = <[u32]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
-        Ok(Table::with_memory(BorrowedMemory { buckets, conns, free }, seed))
+        let (free, rest) = <[u32]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
+        let (links, _) = <[u32]>::mut_from_prefix_with_elems(rest, capacity).map_err(|_| MemoryError::TooSmall)?;
+        Ok(Table::with_memory(BorrowedMemory { buckets, conns, free, links }, seed))
     }
 }
 
@@ -412,6 +459,7 @@ impl<M: TableMemory> Table<M> {
     fn with_memory(mut mem: M, seed: u64) -> Self {
         mem.buckets_mut().zero();
         mem.conns_mut().zero();
+        mem.links_mut().fill(NO_LINK);
         let free = mem.free_mut();
         // Hand out low indices first.
         let n = free.len();
@@ -428,13 +476,7 @@ impl<M: TableMemory> Table<M> {
         };
         let key = [next(), next(), next(), next()];
         let mask = mem.buckets().len() - 1;
-        Table {
-            mem,
-            free_len: n,
-            mask,
-            key,
-            sweep_cursor: 0,
-        }
+        Table { mem, free_len: n, mask, key, sweep_cursor: 0 }
     }
 
     /// Connections the table can hold.
@@ -496,13 +538,7 @@ impl<M: TableMemory> Table<M> {
 
     fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
         for (t, &slot) in bucket.tags.iter().zip(&bucket.slots) {
-            if *t == tag
-                && self
-                    .mem
-                    .conns()
-                    .get(slot as usize)
-                    .is_some_and(|c| c.is_used() && matches(c))
-            {
+            if *t == tag && self.mem.conns().get(slot as usize).is_some_and(|c| c.is_used() && matches(c)) {
                 return Some(slot);
             }
         }
@@ -535,6 +571,38 @@ impl<M: TableMemory> Table<M> {
                 && c.vaddr == vaddr
                 && c.vport == virt.1
         })
+    }
+
+    /// Template lookup (persistence): the usable template for this masked client address and
+    /// virtual address and port (port 0 for port-less and firewall-mark services).
+    #[must_use]
+    pub fn lookup_template(&self, proto: IpProtocol, client_net: IpAddr, virt: (IpAddr, u16)) -> Option<ConnIndex> {
+        let (caddr, vaddr) = (octets(client_net), octets(virt.0));
+        let v6 = client_net.is_ipv6();
+        self.find(proto.0, &caddr, 0, |c| {
+            c.is_template()
+                && !c.is_invalid()
+                && c.v6() == v6
+                && c.proto == proto.0
+                && c.caddr == caddr
+                && c.cport == 0
+                && c.vaddr == vaddr
+                && c.vport == virt.1
+        })
+    }
+
+    /// The link of an entry: a connection's controlling template ([`NO_LINK`] if none), or a
+    /// template's number of controlled connections.
+    #[must_use]
+    pub fn link(&self, index: ConnIndex) -> u32 {
+        self.mem.links().get(index as usize).copied().unwrap_or(NO_LINK)
+    }
+
+    /// Sets an entry's link.
+    pub fn set_link(&mut self, index: ConnIndex, link: u32) {
+        if let Some(l) = self.mem.links_mut().get_mut(index as usize) {
+            *l = link;
+        }
     }
 
     /// Out-lookup (real server → client): the connection this reply belongs to. For NAT the
@@ -577,11 +645,7 @@ impl<M: TableMemory> Table<M> {
                 (b2, w)
             }
         };
-        let conn = self
-            .mem
-            .conns_mut()
-            .get_mut(index as usize)
-            .ok_or(InsertError::TableFull)?;
+        let conn = self.mem.conns_mut().get_mut(index as usize).ok_or(InsertError::TableFull)?;
         let mut flags = F_USED | new.forward as u16;
         if new.client.0.is_ipv6() {
             flags |= F_V6;
@@ -611,6 +675,10 @@ impl<M: TableMemory> Table<M> {
         {
             *t = tag;
             *s = index;
+        }
+        let link = if new.template { 0 } else { NO_LINK };
+        if let Some(l) = self.mem.links_mut().get_mut(index as usize) {
+            *l = link;
         }
         self.free_len = top;
         Ok(index)
@@ -737,11 +805,7 @@ mod tests {
         assert_eq!(t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)), Some(i));
         assert_eq!(t.lookup_in(IpProtocol::UDP, c, (v4(0, 100), 80)), None);
         assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(9, 9), 40001), (v4(0, 100), 80)), None);
-        assert_eq!(
-            t.lookup_out(IpProtocol::TCP, (v4(1, 1), 8080), c),
-            Some(i),
-            "NAT reply from the real server"
-        );
+        assert_eq!(t.lookup_out(IpProtocol::TCP, (v4(1, 1), 8080), c), Some(i), "NAT reply from the real server");
         assert_eq!(t.lookup_out(IpProtocol::TCP, (v4(0, 100), 80), c), None);
         let conn = t.get(i).unwrap();
         assert_eq!(conn.real(), (v4(1, 1), 8080));
@@ -785,10 +849,7 @@ mod tests {
         // Every entry is still found.
         for k in 0..1000u32 {
             let c = (IpAddr::V4(Ipv4Addr::from(0xC612_0000 + k)), (k % 60000) as u16);
-            assert_eq!(
-                t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)),
-                Some(indices[k as usize])
-            );
+            assert_eq!(t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)), Some(indices[k as usize]));
         }
         // Free one, insert one.
         t.remove(indices[500]).unwrap();
@@ -808,11 +869,7 @@ mod tests {
         for p in &ports {
             indices.push(t.insert(&new_conn((v4(5, 5), *p), Forward::Nat)).unwrap());
         }
-        assert_eq!(
-            t.mem.buckets()[target].overflowed,
-            1,
-            "four entries went to their secondary buckets"
-        );
+        assert_eq!(t.mem.buckets()[target].overflowed, 1, "four entries went to their secondary buckets");
         for (p, i) in ports.iter().zip(&indices) {
             assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(5, 5), *p), (v4(0, 100), 80)), Some(*i));
         }

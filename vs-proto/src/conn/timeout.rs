@@ -72,11 +72,7 @@ impl Timeouts {
         if tcp > MAX_TIMEOUT_S || tcpfin > MAX_TIMEOUT_S || udp > MAX_TIMEOUT_S {
             return Err(TimeoutRange);
         }
-        for (state, value) in [
-            (ConnState::Established, tcp),
-            (ConnState::FinWait, tcpfin),
-            (ConnState::Udp, udp),
-        ] {
+        for (state, value) in [(ConnState::Established, tcp), (ConnState::FinWait, tcpfin), (ConnState::Udp, udp)] {
             if value != 0 {
                 self.set(state, value)?;
             }

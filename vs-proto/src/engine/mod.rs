@@ -12,11 +12,7 @@
 //! The arithmetic here is on indices bounded at initialisation (services × real servers ≤ 2^16),
 //! on wrapping counters and on tick values; the wire-layer lints against arithmetic and `as`
 //! are relaxed for this module accordingly. Packet bytes are only touched through `wire`.
-#![allow(
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions,
-    clippy::cast_possible_truncation
-)]
+#![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::cast_possible_truncation)]
 
 pub mod service;
 pub mod stats;
@@ -29,8 +25,8 @@ use vs_sched::{ConnKind, PacketInfo};
 use core::marker::PhantomData;
 
 use crate::conn::{
-    BorrowedMemory, ConnIndex, ConnState, Direction, Forward, NewConn, OwnedMemory, Table, TableMemory, Timeouts,
-    tcp_transition,
+    BorrowedMemory, ConnIndex, ConnState, Direction, Forward, NO_LINK, NewConn, OwnedMemory, Table, TableMemory,
+    Timeouts, tcp_transition,
 };
 #[cfg(doc)]
 use crate::conn::{ConnTable, buckets_for};
@@ -38,7 +34,7 @@ use crate::wire::{
     ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, Rewriter, Summary, TcpFlags,
     TunnelHeader, encapsulate, icmp_error,
 };
-pub use service::{ConfigError, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
+pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
 pub use stats::{Counters, DropReason, GlobalStats};
 pub use verdict::{Neighbours, Verdict};
 
@@ -59,12 +55,16 @@ pub struct EngineConfig {
     pub tunnel_v6: Option<Ipv6Addr>,
     /// Egress MTU (tunnelled packets must fit).
     pub mtu: u16,
-    /// Checksum policy.
+    /// Checksum policy. The default computes on transmit and, like IPVS (which trusts the
+    /// checksums of packets it only NATs), does not verify on receive.
     pub caps: ChecksumCaps,
     /// Use the secure_tcp state table.
     pub secure_tcp: bool,
     /// `expire_nodest_conn`: packets of a removed server's connections reschedule (else drop).
     pub expire_nodest_conn: bool,
+    /// `expire_quiescent_template`: a template whose server was quiesced (weight 0) is not
+    /// used any more (default: it is, until it expires).
+    pub expire_quiescent_template: bool,
     /// `conn_reuse_mode` (default 1): a SYN reusing a TIME_WAIT / CLOSE entry reschedules;
     /// with bit 2 also a DR / TUN FIN_WAIT entry.
     pub conn_reuse_mode: u8,
@@ -80,9 +80,10 @@ impl Default for EngineConfig {
             tunnel_v4: None,
             tunnel_v6: None,
             mtu: 1500,
-            caps: ChecksumCaps::software(),
+            caps: ChecksumCaps::all(crate::wire::Checksum::Tx),
             secure_tcp: false,
             expire_nodest_conn: false,
+            expire_quiescent_template: false,
             conn_reuse_mode: 1,
             seed: 0,
         }
@@ -197,35 +198,22 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
 
     /// The services in use.
     pub fn services(&self) -> impl Iterator<Item = &Service<D>> {
-        self.services
-            .as_ref()
-            .iter()
-            .filter_map(|s| s.0.as_ref())
-            .filter(|s| !s.deleted)
+        self.services.as_ref().iter().filter_map(|s| s.0.as_ref()).filter(|s| !s.deleted)
     }
 
     fn service_index(&self, key: &ServiceKey) -> Option<usize> {
-        self.services
-            .as_ref()
-            .iter()
-            .position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == *key))
+        self.services.as_ref().iter().position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == *key))
     }
 
     /// A service by key.
     #[must_use]
     pub fn service(&self, key: &ServiceKey) -> Option<&Service<D>> {
-        self.service_index(key)
-            .and_then(|i| self.services.as_ref().get(i))
-            .and_then(|s| s.0.as_ref())
+        self.service_index(key).and_then(|i| self.services.as_ref().get(i)).and_then(|s| s.0.as_ref())
     }
 
     fn service_mut(&mut self, key: &ServiceKey) -> Result<&mut Service<D>, ConfigError> {
         let i = self.service_index(key).ok_or(ConfigError::NotFound)?;
-        self.services
-            .as_mut()
-            .get_mut(i)
-            .and_then(|s| s.0.as_mut())
-            .ok_or(ConfigError::NotFound)
+        self.services.as_mut().get_mut(i).and_then(|s| s.0.as_mut()).ok_or(ConfigError::NotFound)
     }
 
     /// Adds a virtual service (`ipvsadm -A`).
@@ -240,12 +228,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if self.service_index(&key).is_some() {
             return Err(ConfigError::Exists);
         }
-        let free = self
-            .services
-            .as_ref()
-            .iter()
-            .position(|s| s.0.is_none())
-            .ok_or(ConfigError::Full)?;
+        let free = self.services.as_ref().iter().position(|s| s.0.is_none()).ok_or(ConfigError::Full)?;
         let service = Service::new(key, config, self.config.seed)?;
         if let Some(slot) = self.services.as_mut().get_mut(free) {
             slot.0 = Some(service);
@@ -265,6 +248,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             .map_err(ConfigError::Scheduler)?;
         service.sched = fresh.sched;
         service.flags = config.flags;
+        service.one_packet = config.one_packet;
+        service.persistence = config.persistence;
         Ok(())
     }
 
@@ -381,11 +366,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// Parses a packet; `None` when it is not one the engine handles (the host gets it).
     fn parse(&self, buf: &PacketBuf<'_>) -> Option<Summary> {
         let mut summary = Summary::default();
-        let parsed = if self.config.ethernet {
-            summary.parse_ethernet(buf.data())
-        } else {
-            summary.parse_ip(buf.data())
-        };
+        let parsed =
+            if self.config.ethernet { summary.parse_ethernet(buf.data()) } else { summary.parse_ip(buf.data()) };
         (parsed.is_ok() && matches!(summary.l3, L3::Ipv4 | L3::Ipv6)).then_some(summary)
     }
 
@@ -432,7 +414,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         // 2. A reply, real server to client.
         if let Some(index) = self.conns.lookup_out(proto, flow.src, flow.dst) {
             if self.conns.get(index).is_some_and(|c| expired(c.expires(), now)) {
-                self.expire(index);
+                self.expire(index, now, false);
             } else {
                 return self.forward_out(index, buf, &summary, &flow, now, neighbours);
             }
@@ -474,18 +456,12 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         };
         let live = |s: &ServiceSlot<D>| s.0.as_ref().filter(|s| !s.deleted).map(|s| s.key);
         if mark != 0
-            && let Some(i) = self
-                .services
-                .as_ref()
-                .iter()
-                .position(|s| live(s).is_some_and(|k| k.is_fwmark() && matches(&k)))
+            && let Some(i) =
+                self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| k.is_fwmark() && matches(&k)))
         {
             return Some(i);
         }
-        self.services
-            .as_ref()
-            .iter()
-            .position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
+        self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
     }
 
     /// What to do with a packet that matched connection `index` (IPVS's in-handler checks):
@@ -503,8 +479,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 && matches!(conn.state(), ConnState::TimeWait | ConnState::Close))
                 || (self.config.conn_reuse_mode & 2 != 0 && conn.state() == ConnState::FinWait && conn.no_output()));
         let quiesced = self.config.expire_nodest_conn && opens && self.weight_of(service, slot) == Some(0);
-        if expired(conn.expires(), now) || reuse || quiesced || (!available && self.config.expire_nodest_conn) {
-            self.expire(index);
+        let timed_out = expired(conn.expires(), now);
+        if timed_out || reuse || quiesced || (!available && self.config.expire_nodest_conn) {
+            self.expire(index, now, !timed_out);
             return InHit::Gone;
         }
         if !available {
@@ -518,14 +495,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     }
 
     fn real(&self, service: usize, slot: usize) -> Option<&RealServer> {
-        self.services
-            .as_ref()
-            .get(service)?
-            .0
-            .as_ref()?
-            .reals
-            .get(slot)?
-            .as_ref()
+        self.services.as_ref().get(service)?.0.as_ref()?.reals.get(slot)?.as_ref()
     }
 
     fn weight_of(&self, service: usize, slot: usize) -> Option<u32> {
@@ -534,14 +504,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         svc.dests.get(real.id).map(|d| d.weight)
     }
 
-    /// Schedules a new connection on `service` and inserts it; returns its index.
-    fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<Scheduled, DropReason> {
-        let svc = self
-            .services
-            .as_mut()
-            .get_mut(service)
-            .and_then(|s| s.0.as_mut())
-            .ok_or(DropReason::NoDestination)?;
+    /// Runs the service's scheduler for a new connection: the real server's slot and copy.
+    fn pick(&mut self, service: usize, flow: &Flow, now_ms: u64) -> Result<(usize, RealServer), DropReason> {
+        let svc =
+            self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()).ok_or(DropReason::NoDestination)?;
         let packet = PacketInfo {
             proto: flow.proto.0,
             src: flow.src.0,
@@ -550,62 +516,163 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             dport: flow.dst.1,
             inverse: false,
         };
-        let id = svc
-            .dests
-            .schedule(&mut svc.sched, &packet, now_ms)
-            .ok_or(DropReason::NoDestination)?;
+        let id = svc.dests.schedule(&mut svc.sched, &packet, now_ms).ok_or(DropReason::NoDestination)?;
         let slot = svc.slot_of(id).ok_or(DropReason::NoDestination)?;
         let real = svc.reals.get(slot).and_then(|r| *r).ok_or(DropReason::NoDestination)?;
-        // A real server without a port (firewall-mark services) takes the packet's.
-        let real_port = if real.port == 0 { flow.dst.1 } else { real.port };
-        svc.stats.conns = svc.stats.conns.wrapping_add(1);
-        self.stats.total.conns = self.stats.total.conns.wrapping_add(1);
-        if let Some(Some(r)) = svc.reals.get_mut(slot) {
-            r.stats.conns = r.stats.conns.wrapping_add(1);
-        }
-        if svc.one_packet && flow.proto == IpProtocol::UDP {
+        Ok((slot, real))
+    }
+
+    /// Opens a new connection on `service` (through its persistence template when it has
+    /// persistence) and returns what to do with the packet.
+    fn schedule(&mut self, service: usize, flow: &Flow, now: u32, now_ms: u64) -> Result<Scheduled, DropReason> {
+        let svc = self.services.as_ref().get(service).and_then(|s| s.0.as_ref()).ok_or(DropReason::NoDestination)?;
+        let (key, one_packet, persistence) = (svc.key, svc.one_packet, svc.persistence);
+        if one_packet && flow.proto == IpProtocol::UDP {
             // One-packet scheduling keeps no connection: count the datagram and send it on.
-            if let Some(Some(r)) = svc.reals.get_mut(slot) {
+            let (slot, real) = self.pick(service, flow, now_ms)?;
+            self.count_new(service, slot);
+            if let Some(Some(r)) = self.svc_mut(service).and_then(|s| s.reals.get_mut(slot)) {
                 r.stats.count_in(flow.length);
             }
-            svc.stats.count_in(flow.length);
+            if let Some(s) = self.svc_mut(service) {
+                s.stats.count_in(flow.length);
+            }
             self.stats.total.count_in(flow.length);
-            return Ok(Scheduled::OnePacket {
-                forward: real.forward,
-                real: (real.addr, real_port),
-            });
+            let port = if real.port == 0 { flow.dst.1 } else { real.port };
+            return Ok(Scheduled::OnePacket { forward: real.forward, real: (real.addr, port) });
         }
-        let state = if flow.proto == IpProtocol::TCP {
-            ConnState::None
-        } else {
-            ConnState::Udp
+        let Some(persistence) = persistence else {
+            let (slot, real) = self.pick(service, flow, now_ms)?;
+            let port = if real.port == 0 { flow.dst.1 } else { real.port };
+            return self.open(service, slot, (real.addr, port), real.forward, flow, now, None).map(Scheduled::Conn);
         };
+        // The template: <proto, client network, 0, vaddr, vport> (IPPROTO_IP and the mark as
+        // the address for firewall-mark services; port 0 for port-less services).
+        let (tproto, tvirt) = if key.is_fwmark() {
+            let mark_addr = match flow.src.0 {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(key.fwmark)),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::from(key.fwmark))),
+            };
+            (IpProtocol(0), (mark_addr, 0))
+        } else {
+            (flow.proto, (flow.dst.0, key.port))
+        };
+        let cnet = persistence.mask(flow.src.0);
+        let mut template = self.conns.lookup_template(tproto, cnet, tvirt);
+        if let Some(t) = template
+            && !self.template_usable(t)
+        {
+            if let Some(c) = self.conns.get_mut(t) {
+                c.invalidate();
+            }
+            template = None;
+        }
+        let template = match template {
+            Some(t) => t,
+            None => {
+                let (slot, real) = self.pick(service, flow, now_ms)?;
+                // A template of a port-less or firewall-mark service names no port.
+                let tport = if tvirt.1 == 0 { 0 } else { real.port };
+                let new = NewConn {
+                    proto: tproto,
+                    client: (cnet, 0),
+                    virt: tvirt,
+                    real: (real.addr, tport),
+                    forward: real.forward,
+                    dest: u16::try_from(service * D + slot).map_err(|_| DropReason::NoDestination)?,
+                    state: ConnState::None,
+                    expires: now.wrapping_add(timeout_ticks(persistence.timeout_s)),
+                    template: true,
+                };
+                let t = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+                self.bind(service, slot, ConnKind::Template);
+                t
+            }
+        };
+        let tconn = *self.conns.get(template).ok_or(DropReason::NoDestination)?;
+        let (_, slot) = self.decode(tconn.dest());
+        let (raddr, rport) = tconn.real();
+        let port = if rport == 0 { flow.dst.1 } else { rport };
+        let index = self.open(service, slot, (raddr, port), tconn.forward(), flow, now, Some(template))?;
+        // The template controls one more connection and lives on for its timeout.
+        let controlled = self.conns.link(template).saturating_add(1);
+        self.conns.set_link(template, controlled);
+        if let Some(t) = self.conns.get_mut(template) {
+            t.set_expires(now.wrapping_add(timeout_ticks(persistence.timeout_s)));
+        }
+        Ok(Scheduled::Conn(index))
+    }
+
+    /// A template may be used while its server is in the service, and (with
+    /// `expire_quiescent_template`) not quiesced (`ip_vs_check_template`).
+    fn template_usable(&self, template: ConnIndex) -> bool {
+        let Some(t) = self.conns.get(template) else { return false };
+        let (service, slot) = self.decode(t.dest());
+        let available = self.real(service, slot).is_some_and(|r| r.available);
+        let quiesced = self.weight_of(service, slot) == Some(0);
+        available && !(quiesced && self.config.expire_quiescent_template)
+    }
+
+    fn svc_mut(&mut self, service: usize) -> Option<&mut Service<D>> {
+        self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut())
+    }
+
+    /// Counts a scheduled connection for the service, the real server and the totals.
+    fn count_new(&mut self, service: usize, slot: usize) {
+        if let Some(svc) = self.svc_mut(service) {
+            svc.stats.conns = svc.stats.conns.wrapping_add(1);
+            if let Some(Some(r)) = svc.reals.get_mut(slot) {
+                r.stats.conns = r.stats.conns.wrapping_add(1);
+            }
+        }
+        self.stats.total.conns = self.stats.total.conns.wrapping_add(1);
+    }
+
+    /// Binds a connection or template to a real server: counters, overload, references.
+    fn bind(&mut self, service: usize, slot: usize, kind: ConnKind) {
+        if let Some(svc) = self.svc_mut(service)
+            && let Some(Some(r)) = svc.reals.get_mut(slot)
+        {
+            r.refs = r.refs.saturating_add(1);
+            let id = r.id;
+            if r.available {
+                svc.dests.bind(id, kind);
+            }
+        }
+    }
+
+    /// Inserts a connection to `real` on `service`'s real server `slot`, bound and counted.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        service: usize,
+        slot: usize,
+        real: (IpAddr, u16),
+        forward: Forward,
+        flow: &Flow,
+        now: u32,
+        template: Option<ConnIndex>,
+    ) -> Result<ConnIndex, DropReason> {
+        let state = if flow.proto == IpProtocol::TCP { ConnState::None } else { ConnState::Udp };
         let new = NewConn {
             proto: flow.proto,
             client: flow.src,
             virt: flow.dst,
-            real: (real.addr, real_port),
-            forward: real.forward,
+            real,
+            forward,
             dest: u16::try_from(service * D + slot).map_err(|_| DropReason::NoDestination)?,
             state,
             expires: now.wrapping_add(timeout_ticks(crate::conn::timeout::NEW_CONN_TIMEOUT_S)),
             template: false,
         };
-        let Ok(index) = self.conns.insert(&new) else {
-            // Refused: take back the counts.
-            svc.stats.conns = svc.stats.conns.wrapping_sub(1);
-            self.stats.total.conns = self.stats.total.conns.wrapping_sub(1);
-            if let Some(Some(r)) = svc.reals.get_mut(slot) {
-                r.stats.conns = r.stats.conns.wrapping_sub(1);
-            }
-            return Err(DropReason::TableFull);
-        };
-        // Bind: every connection starts inactive (the first transition may activate it).
-        svc.dests.bind(id, ConnKind::Inactive);
-        if let Some(Some(r)) = svc.reals.get_mut(slot) {
-            r.refs = r.refs.saturating_add(1);
+        let index = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+        if let Some(t) = template {
+            self.conns.set_link(index, t);
         }
-        Ok(Scheduled::Conn(index))
+        self.count_new(service, slot);
+        // Every connection starts inactive (the first transition may activate it).
+        self.bind(service, slot, ConnKind::Inactive);
+        Ok(index)
     }
 
     /// Moves a connection to `state`, keeping the real server's active / inactive counts, and
@@ -633,22 +700,54 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             c.set_state(state);
             c.set_expires(now.wrapping_add(timeout));
         }
+        // A TCP connection reaching ESTABLISHED assures its template (`ip_vs_control_assure_ct`).
+        let template = self.conns.link(index);
+        if state == ConnState::Established
+            && template != NO_LINK
+            && let Some(t) = self.conns.get_mut(template)
+        {
+            t.assure();
+        }
     }
 
-    /// Removes a connection and unbinds it from its real server.
-    fn expire(&mut self, index: ConnIndex) {
-        let Some(conn) = self.conns.remove(index) else { return };
-        self.stats.expired = self.stats.expired.wrapping_add(1);
-        let (service, slot) = self.decode(conn.dest());
-        let Some(entry) = self.services.as_mut().get_mut(service) else {
+    /// Removes a connection and unbinds it from its real server. A template that still
+    /// controls connections is not removed but retried 60 s later (`ip_vs_conn_expire`). When
+    /// a connection is `forced` out (reuse, a removed server) and its template is left
+    /// controlling nothing without ever having been assured, the template goes too.
+    fn expire(&mut self, index: ConnIndex, now: u32, forced: bool) {
+        let Some(conn) = self.conns.get(index).copied() else { return };
+        if conn.is_template() && self.conns.link(index) > 0 {
+            if let Some(c) = self.conns.get_mut(index) {
+                c.set_expires(now.wrapping_add(timeout_ticks(60)));
+            }
             return;
-        };
-        let Some(svc) = entry.0.as_mut() else { return };
-        let kind = if conn.state().is_active() {
+        }
+        let controller = if conn.is_template() { NO_LINK } else { self.conns.link(index) };
+        self.conns.remove(index);
+        self.stats.expired = self.stats.expired.wrapping_add(1);
+        let kind = if conn.is_template() {
+            ConnKind::Template
+        } else if conn.state().is_active() {
             ConnKind::Active
         } else {
             ConnKind::Inactive
         };
+        self.unbind(conn.dest(), kind);
+        if controller != NO_LINK {
+            let left = self.conns.link(controller).saturating_sub(1);
+            self.conns.set_link(controller, left);
+            if forced && left == 0 && self.conns.get(controller).is_some_and(|t| !t.is_assured()) {
+                self.expire(controller, now, true);
+            }
+        }
+    }
+
+    /// Unbinds a connection or template from its real server (counters, overload, references)
+    /// and frees slots nothing refers to any more.
+    fn unbind(&mut self, dest: u16, kind: ConnKind) {
+        let (service, slot) = self.decode(dest);
+        let Some(entry) = self.services.as_mut().get_mut(service) else { return };
+        let Some(svc) = entry.0.as_mut() else { return };
         if let Some(Some(real)) = svc.reals.get_mut(slot) {
             let id = real.id;
             real.refs = real.refs.saturating_sub(1);
@@ -682,8 +781,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 }
             });
             for &i in &due {
-                self.expire(i);
-                expired_count += 1;
+                let before = self.stats.expired;
+                self.expire(i, now, false);
+                expired_count += usize::from(self.stats.expired != before);
             }
             remaining -= chunk;
         }
@@ -740,11 +840,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return self.pass();
         };
         let state = if flow.proto == IpProtocol::TCP {
-            let direction = if conn.no_output() {
-                Direction::InputOnly
-            } else {
-                Direction::Input
-            };
+            let direction = if conn.no_output() { Direction::InputOnly } else { Direction::Input };
             tcp_transition(conn.state(), flow.flags, direction, self.config.secure_tcp)
         } else {
             ConnState::Udp
@@ -860,11 +956,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let Some(outer_src) = outer_src else {
             return self.drop(DropReason::NoTunnelSource);
         };
-        let outer_len = if real.is_ipv4() {
-            Ipv4Header::LEN
-        } else {
-            Ipv6Header::LEN
-        };
+        let outer_len = if real.is_ipv4() { Ipv4Header::LEN } else { Ipv6Header::LEN };
         let inner_len = summary.l3_end.saturating_sub(summary.l3_offset);
         let mtu = usize::from(self.config.mtu);
         let (ttl, tos, dont_frag) = inner_ttl_tos_df(buf.data(), summary);
@@ -922,11 +1014,7 @@ fn inner_ttl_tos_df(packet: &[u8], summary: &Summary) -> (u8, u8, bool) {
         }
         _ => {
             let df = header.get(6).is_some_and(|b| b & 0x40 != 0);
-            (
-                header.get(8).copied().unwrap_or(64),
-                header.get(1).copied().unwrap_or(0),
-                df,
-            )
+            (header.get(8).copied().unwrap_or(64), header.get(1).copied().unwrap_or(0), df)
         }
     }
 }

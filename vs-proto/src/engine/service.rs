@@ -28,12 +28,7 @@ impl ServiceKey {
     /// An address-keyed service (`-t` / `-u`).
     #[must_use]
     pub fn new(proto: IpProtocol, addr: IpAddr, port: u16) -> ServiceKey {
-        ServiceKey {
-            proto,
-            addr,
-            port,
-            fwmark: 0,
-        }
+        ServiceKey { proto, addr, port, fwmark: 0 }
     }
 
     /// A firewall-mark service (`-f MARK`, with `-6` for IPv6).
@@ -44,12 +39,7 @@ impl ServiceKey {
         } else {
             IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
         };
-        ServiceKey {
-            proto: IpProtocol(0),
-            addr,
-            port: 0,
-            fwmark: mark,
-        }
+        ServiceKey { proto: IpProtocol(0), addr, port: 0, fwmark: mark }
     }
 
     /// True for a firewall-mark service.
@@ -70,14 +60,42 @@ pub struct ServiceConfig<'n> {
     /// One-packet scheduling (`-o`): every UDP datagram is scheduled on its own and no
     /// connection is kept (ignored for TCP, as IPVS does).
     pub one_packet: bool,
+    /// Persistence (`-p [timeout] [-M netmask]`).
+    pub persistence: Option<Persistence>,
 }
 
 impl Default for ServiceConfig<'_> {
     fn default() -> Self {
-        ServiceConfig {
-            scheduler: "wlc",
-            flags: SchedFlags::empty(),
-            one_packet: false,
+        ServiceConfig { scheduler: "wlc", flags: SchedFlags::empty(), one_packet: false, persistence: None }
+    }
+}
+
+/// Persistence: connections of a client (its address masked to `prefix_len` bits) go to the
+/// same real server while the client's template lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Persistence {
+    /// Template timeout in seconds (`-p` without a value gives 360 in ipvsadm, checked on Linux 6.1).
+    pub timeout_s: u32,
+    /// Prefix length of the client mask (`-M`): 32 / 128 = the client address itself.
+    pub prefix_len: u8,
+}
+
+impl Persistence {
+    /// The client network a template is keyed by.
+    #[must_use]
+    pub fn mask(&self, addr: IpAddr) -> IpAddr {
+        match addr {
+            IpAddr::V4(a) => {
+                let bits = u32::from(self.prefix_len.min(32));
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                IpAddr::V4(core::net::Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let bits = u32::from(self.prefix_len.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(core::net::Ipv6Addr::from(u128::from(a) & mask))
+            }
         }
     }
 }
@@ -160,6 +178,7 @@ pub struct Service<const D: usize> {
     pub(crate) sched: Builtin,
     pub(crate) flags: SchedFlags,
     pub(crate) one_packet: bool,
+    pub(crate) persistence: Option<Persistence>,
     pub(crate) dests: DestList<D>,
     pub(crate) reals: [Option<RealServer>; D],
     pub(crate) stats: Counters,
@@ -169,11 +188,7 @@ pub struct Service<const D: usize> {
 
 impl<const D: usize> Service<D> {
     pub(crate) fn new(key: ServiceKey, config: &ServiceConfig<'_>, seed: u64) -> Result<Self, ConfigError> {
-        let params = SchedParams {
-            flags: config.flags,
-            seed,
-            ..SchedParams::default()
-        };
+        let params = SchedParams { flags: config.flags, seed, ..SchedParams::default() };
         let mut sched = Builtin::by_name(config.scheduler, &params).map_err(|e| match e {
             vs_sched::RegistryError::Sched(s) => ConfigError::Scheduler(s),
             _ => ConfigError::UnknownScheduler,
@@ -185,6 +200,7 @@ impl<const D: usize> Service<D> {
             sched,
             flags: config.flags,
             one_packet: config.one_packet,
+            persistence: config.persistence,
             dests,
             reals: core::array::from_fn(|_| None),
             stats: Counters::default(),
@@ -216,6 +232,12 @@ impl<const D: usize> Service<D> {
         self.one_packet
     }
 
+    /// Persistence.
+    #[must_use]
+    pub fn persistence(&self) -> Option<Persistence> {
+        self.persistence
+    }
+
     /// Counters.
     #[must_use]
     pub fn stats(&self) -> &Counters {
@@ -224,10 +246,7 @@ impl<const D: usize> Service<D> {
 
     /// The real servers in IPVS list order (newest first), with their scheduler state.
     pub fn reals(&self) -> impl Iterator<Item = (&RealServer, &vs_sched::Dest)> {
-        self.dests
-            .as_slice()
-            .iter()
-            .filter_map(|d| self.reals.iter().flatten().find(|r| r.id == d.id).map(|r| (r, d)))
+        self.dests.as_slice().iter().filter_map(|d| self.reals.iter().flatten().find(|r| r.id == d.id).map(|r| (r, d)))
     }
 
     pub(crate) fn slot_of(&self, id: DestId) -> Option<usize> {
@@ -235,9 +254,7 @@ impl<const D: usize> Service<D> {
     }
 
     pub(crate) fn find_real(&self, addr: IpAddr, port: u16) -> Option<usize> {
-        self.reals
-            .iter()
-            .position(|r| r.is_some_and(|r| r.available && r.addr == addr && r.port == port))
+        self.reals.iter().position(|r| r.is_some_and(|r| r.available && r.addr == addr && r.port == port))
     }
 
     pub(crate) fn add_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
@@ -274,8 +291,7 @@ impl<const D: usize> Service<D> {
             upper_threshold: config.upper_threshold,
             lower_threshold: config.lower_threshold,
         };
-        self.dests
-            .edit(&mut self.sched, config.addr, config.port, dest_config)?;
+        self.dests.edit(&mut self.sched, config.addr, config.port, dest_config)?;
         if let Some(Some(real)) = self.reals.get_mut(slot) {
             real.forward = config.forward;
         }

@@ -51,9 +51,7 @@ impl<'a> PacketBuf<'a> {
     /// The packet bytes.
     #[must_use]
     pub fn data(&self) -> &[u8] {
-        self.storage
-            .get(self.head..self.head.saturating_add(self.len))
-            .unwrap_or(&[])
+        self.storage.get(self.head..self.head.saturating_add(self.len)).unwrap_or(&[])
     }
 
     /// The packet bytes, mutable.

@@ -61,13 +61,7 @@ impl ChecksumCaps {
     /// The same policy for every protocol.
     #[must_use]
     pub const fn all(policy: Checksum) -> ChecksumCaps {
-        ChecksumCaps {
-            ipv4: policy,
-            tcp: policy,
-            udp: policy,
-            icmpv4: policy,
-            icmpv6: policy,
-        }
+        ChecksumCaps { ipv4: policy, tcp: policy, udp: policy, icmpv4: policy, icmpv6: policy }
     }
 
     /// The policy for a transport protocol (`None` for protocols without a checksum we handle).

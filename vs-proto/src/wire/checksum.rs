@@ -78,9 +78,7 @@ pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: IpProtocol, length:
 #[must_use]
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {
     // HC' = ~(~HC + ~m + m')
-    let acc = u32::from(!check)
-        .wrapping_add(u32::from(!old))
-        .wrapping_add(u32::from(new));
+    let acc = u32::from(!check).wrapping_add(u32::from(!old)).wrapping_add(u32::from(new));
     !fold(acc)
 }
 
@@ -134,9 +132,7 @@ pub fn update_bytes(check: u16, old: &[u8], new: &[u8]) -> u16 {
     // complement of the old sum instead of complementing word by word.
     let old_sum = fold(sum(0, old));
     let new_sum = sum(0, new);
-    let acc = u32::from(!check)
-        .wrapping_add(u32::from(!old_sum))
-        .wrapping_add(new_sum);
+    let acc = u32::from(!check).wrapping_add(u32::from(!old_sum)).wrapping_add(new_sum);
     !fold(acc)
 }
 

@@ -95,11 +95,7 @@ pub fn encapsulate(buf: &mut PacketBuf<'_>, summary: &Summary, outer: &TunnelHea
     Ok(Summary {
         has_ethernet: summary.has_ethernet,
         vlans: summary.vlans,
-        l3: if ethertype == EtherType::IPV4 {
-            L3::Ipv4
-        } else {
-            L3::Ipv6
-        },
+        l3: if ethertype == EtherType::IPV4 { L3::Ipv4 } else { L3::Ipv6 },
         l3_offset: l2,
         l3_end,
         src: Some(outer.src),
@@ -146,8 +142,6 @@ pub fn decapsulate(buf: &mut PacketBuf<'_>, summary: &Summary) -> Result<Summary
 /// Sets the EtherType that ends the link-layer header of `l2` bytes (after any VLAN tags).
 fn set_link_ethertype(data: &mut [u8], l2: usize, ethertype: EtherType) -> Result<()> {
     let at = l2.checked_sub(2).ok_or(Error::BadBounds)?;
-    data.get_mut(at..l2)
-        .ok_or(Error::BadBounds)?
-        .copy_from_slice(&ethertype.0.to_be_bytes());
+    data.get_mut(at..l2).ok_or(Error::BadBounds)?.copy_from_slice(&ethertype.0.to_be_bytes());
     Ok(())
 }

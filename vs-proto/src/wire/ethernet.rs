@@ -129,13 +129,7 @@ impl<B: SplitByteSlice> EthernetFrame<B> {
             header_len = header_len.saturating_add(VlanTag::LEN);
             rest = after;
         }
-        Ok(EthernetFrame {
-            header,
-            vlans,
-            ethertype,
-            header_len,
-            payload: rest,
-        })
+        Ok(EthernetFrame { header, vlans, ethertype, header_len, payload: rest })
     }
 }
 
@@ -204,10 +198,7 @@ mod tests {
             f[off..off + 2].copy_from_slice(&0x8100u16.to_be_bytes());
         }
         assert_eq!(EthernetFrame::new_checked(&f[..]).err(), Some(Error::VlanTooMany));
-        assert_eq!(
-            EthernetFrame::new_checked(&f[..13]).err(),
-            Some(Error::EthernetTruncated)
-        );
+        assert_eq!(EthernetFrame::new_checked(&f[..13]).err(), Some(Error::EthernetTruncated));
         assert_eq!(EthernetFrame::new_checked(&f[..16]).err(), Some(Error::VlanTruncated));
     }
 

@@ -37,9 +37,7 @@ impl IcmpHeader {
     /// # Errors
     /// [`Error::IcmpTruncated`].
     pub fn parse(message: &[u8]) -> Result<&IcmpHeader> {
-        IcmpHeader::ref_from_prefix(message)
-            .map(|(h, _)| h)
-            .map_err(|_| Error::IcmpTruncated)
+        IcmpHeader::ref_from_prefix(message).map(|(h, _)| h).map_err(|_| Error::IcmpTruncated)
     }
 
     /// The MTU word of "fragmentation needed" (low 16 bits) or of ICMPv6 "packet too big".
@@ -93,11 +91,7 @@ impl QuotedPacket {
             src: IpAddr::V4(ip.src()),
             dst: IpAddr::V4(ip.dst()),
             proto: ip.proto(),
-            ports: if first_fragment {
-                ports_of(ip.proto(), transport)
-            } else {
-                None
-            },
+            ports: if first_fragment { ports_of(ip.proto(), transport) } else { None },
             l4_offset: hlen,
         })
     }
@@ -108,13 +102,7 @@ impl QuotedPacket {
         let dst = IpAddr::V6(Ipv6Addr::from(ip.dst));
         // A chain cut short by the quote still names the addresses; it just has no ports.
         let Ok(chain) = walk_extensions(ip.next_header(), rest) else {
-            return Ok(QuotedPacket {
-                src,
-                dst,
-                proto: ip.next_header(),
-                ports: None,
-                l4_offset: Ipv6Header::LEN,
-            });
+            return Ok(QuotedPacket { src, dst, proto: ip.next_header(), ports: None, l4_offset: Ipv6Header::LEN });
         };
         let l4_offset = Ipv6Header::LEN.saturating_add(chain.len);
         let first_fragment = chain.fragment.is_none_or(|f| f.is_first());
@@ -123,11 +111,7 @@ impl QuotedPacket {
             src,
             dst,
             proto: chain.proto,
-            ports: if first_fragment {
-                ports_of(chain.proto, transport)
-            } else {
-                None
-            },
+            ports: if first_fragment { ports_of(chain.proto, transport) } else { None },
             l4_offset,
         })
     }
@@ -159,13 +143,7 @@ mod tests {
 
     #[test]
     fn quoted_ipv4_udp_with_ports() {
-        let h = Ipv4Header::new(
-            Ipv4Addr::new(198, 18, 0, 1),
-            Ipv4Addr::new(198, 18, 0, 2),
-            IpProtocol::UDP,
-            1,
-            500,
-        );
+        let h = Ipv4Header::new(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2), IpProtocol::UDP, 1, 500);
         let mut q = [0u8; 28];
         h.write_to_prefix(&mut q[..]).unwrap();
         q[20..24].copy_from_slice(&[0x30, 0x39, 0x00, 0x35]);
@@ -181,13 +159,8 @@ mod tests {
 
     #[test]
     fn quoted_ipv6_tcp() {
-        let h = Ipv6Header::new(
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-            IpProtocol::TCP,
-            1,
-            1000,
-        );
+        let h =
+            Ipv6Header::new("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), IpProtocol::TCP, 1, 1000);
         let mut q = [0u8; 48];
         h.write_to_prefix(&mut q[..]).unwrap();
         q[40..44].copy_from_slice(&[0, 80, 0x9c, 0x40]);

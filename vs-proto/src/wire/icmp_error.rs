@@ -74,11 +74,7 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
     if summary.l3_end > buf.len() || l2 > summary.l3_end {
         return Err(Error::BadBounds);
     }
-    let (ip_len, limit) = if v6 {
-        (Ipv6Header::LEN, 1280usize)
-    } else {
-        (Ipv4Header::LEN, 576usize)
-    };
+    let (ip_len, limit) = if v6 { (Ipv6Header::LEN, 1280usize) } else { (Ipv4Header::LEN, 576usize) };
     let head = ip_len + IcmpHeader::LEN;
     let original = summary.l3_end.checked_sub(l2).ok_or(Error::BadBounds)?;
     let quote = original.min(limit - head);
@@ -94,15 +90,7 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
     let icmp_len16 = u16::try_from(icmp_len).map_err(|_| Error::TooLong)?;
     {
         let icmp = data.get_mut(l2 + ip_len..l2 + head).ok_or(Error::BadBounds)?;
-        icmp.copy_from_slice(
-            IcmpHeader {
-                ty,
-                code,
-                checksum: U16::ZERO,
-                rest,
-            }
-            .as_bytes(),
-        );
+        icmp.copy_from_slice(IcmpHeader { ty, code, checksum: U16::ZERO, rest }.as_bytes());
     }
     let message = data.get(l2 + ip_len..l2 + ip_len + icmp_len).ok_or(Error::BadBounds)?;
     let check = match (from, to) {
@@ -112,9 +100,7 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
         }
         _ => checksum::checksum(message),
     };
-    data.get_mut(l2 + ip_len + 2..l2 + ip_len + 4)
-        .ok_or(Error::BadBounds)?
-        .copy_from_slice(&check.to_be_bytes());
+    data.get_mut(l2 + ip_len + 2..l2 + ip_len + 4).ok_or(Error::BadBounds)?.copy_from_slice(&check.to_be_bytes());
     let header = data.get_mut(l2..l2 + ip_len).ok_or(Error::BadBounds)?;
     match (from, to) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -125,9 +111,5 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
         }
         _ => return Err(Error::NotApplicable),
     }
-    if summary.has_ethernet {
-        Summary::from_ethernet(buf.data())
-    } else {
-        Summary::from_ip(buf.data())
-    }
+    if summary.has_ethernet { Summary::from_ethernet(buf.data()) } else { Summary::from_ip(buf.data()) }
 }

@@ -160,11 +160,7 @@ impl<B: SplitByteSlice> Ipv4Packet<B> {
         let payload_len = usize::from(header.total_len()).saturating_sub(header.header_len());
         let (options, rest) = rest.split_at(options_len).map_err(|_| Error::Ipv4Truncated)?;
         let (payload, _padding) = rest.split_at(payload_len).map_err(|_| Error::Ipv4BadTotalLen)?;
-        Ok(Ipv4Packet {
-            header,
-            options,
-            payload,
-        })
+        Ok(Ipv4Packet { header, options, payload })
     }
 
     /// The checks of [`Ipv4Packet::new_checked`] on a header already in hand.
@@ -239,13 +235,7 @@ mod tests {
     use super::*;
 
     fn sample() -> [u8; 28] {
-        let h = Ipv4Header::new(
-            Ipv4Addr::new(198, 18, 0, 1),
-            Ipv4Addr::new(198, 19, 0, 2),
-            IpProtocol::UDP,
-            64,
-            8,
-        );
+        let h = Ipv4Header::new(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 19, 0, 2), IpProtocol::UDP, 64, 8);
         let mut b = [0u8; 28];
         h.write_to_prefix(&mut b[..]).unwrap();
         b

@@ -144,13 +144,7 @@ pub struct ExtensionChain {
 /// # Errors
 /// [`Error::Ipv6ExtTruncated`], [`Error::Ipv6ExtUnsupported`] or [`Error::Ipv6ExtChain`].
 pub fn walk_extensions(first: IpProtocol, bytes: &[u8]) -> Result<ExtensionChain> {
-    let mut chain = ExtensionChain {
-        proto: first,
-        len: 0,
-        count: 0,
-        fragment: None,
-        final_dst: None,
-    };
+    let mut chain = ExtensionChain { proto: first, len: 0, count: 0, fragment: None, final_dst: None };
     loop {
         let here = bytes.get(chain.len..).ok_or(Error::Ipv6ExtTruncated)?;
         let header_len = match chain.proto {
@@ -326,13 +320,7 @@ mod tests {
     fn packet(next: IpProtocol, ext: &[u8], upper: usize) -> [u8; 128] {
         let mut b = [0u8; 128];
         let payload = u16::try_from(ext.len() + upper).unwrap();
-        let h = Ipv6Header::new(
-            "2001:db8::1".parse().unwrap(),
-            "2001:db8::2".parse().unwrap(),
-            next,
-            64,
-            payload,
-        );
+        let h = Ipv6Header::new("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), next, 64, payload);
         h.write_to_prefix(&mut b[..]).unwrap();
         b[40..40 + ext.len()].copy_from_slice(ext);
         b
@@ -364,14 +352,7 @@ mod tests {
         assert_eq!(chain.proto, IpProtocol::TCP);
         assert_eq!(chain.len, 24);
         assert_eq!(chain.count, 3);
-        assert_eq!(
-            chain.fragment,
-            Some(Fragment {
-                ident: 0x1234,
-                offset: 0,
-                more: true
-            })
-        );
+        assert_eq!(chain.fragment, Some(Fragment { ident: 0x1234, offset: 0, more: true }));
     }
 
     #[test]
@@ -387,36 +368,20 @@ mod tests {
     fn fails_closed() {
         // AH is not on the allow-list.
         let b = packet(IpProtocol::AH, &[6, 4, 0, 0, 0, 0, 0, 0], 16);
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(),
-            Some(Error::Ipv6ExtUnsupported)
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(), Some(Error::Ipv6ExtUnsupported));
         // Hop-by-hop after another header.
-        let b = packet(
-            IpProtocol::IPV6_OPTS,
-            &[0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 1, 4, 0, 0, 0, 0],
-            0,
-        );
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(),
-            Some(Error::Ipv6ExtChain)
-        );
+        let b = packet(IpProtocol::IPV6_OPTS, &[0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 1, 4, 0, 0, 0, 0], 0);
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(), Some(Error::Ipv6ExtChain));
         // Nine destination-options headers.
         let mut ext = [0u8; 72];
         for (i, chunk) in ext.chunks_mut(8).enumerate() {
             chunk.copy_from_slice(&[if i == 8 { 6 } else { 60 }, 0, 1, 4, 0, 0, 0, 0]);
         }
         let b = packet(IpProtocol::IPV6_OPTS, &ext, 0);
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(),
-            Some(Error::Ipv6ExtChain)
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(), Some(Error::Ipv6ExtChain));
         // A header longer than the packet.
         let b = packet(IpProtocol::IPV6_OPTS, &[6, 3, 0, 0, 0, 0, 0, 0], 0);
-        assert_eq!(
-            Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(),
-            Some(Error::Ipv6ExtTruncated)
-        );
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap().extensions().err(), Some(Error::Ipv6ExtTruncated));
     }
 
     #[test]

@@ -65,12 +65,7 @@ impl<'a> Rewriter<'a> {
     /// parsed, and the parse must have succeeded).
     pub fn new(packet: &'a mut [u8], summary: &'a mut Summary, caps: ChecksumCaps) -> Self {
         let l4 = Self::locate_l4_checksum(packet, summary, &caps);
-        Rewriter {
-            packet,
-            summary,
-            caps,
-            l4,
-        }
+        Rewriter { packet, summary, caps, l4 }
     }
 
     /// The transport checksum software must keep, if any: none for later fragments (the header
@@ -289,11 +284,7 @@ impl<'a> Rewriter<'a> {
 
     /// Applies a delta to the IPv4 header checksum.
     fn apply_ipv4(&mut self, delta: u32) -> Result<()> {
-        let at = self
-            .summary
-            .l3_offset
-            .checked_add(V4_CHECKSUM)
-            .ok_or(Error::NotApplicable)?;
+        let at = self.summary.l3_offset.checked_add(V4_CHECKSUM).ok_or(Error::NotApplicable)?;
         let current = u16::from_be_bytes(read::<2>(self.packet, at)?);
         write(self.packet, at, &checksum::apply_delta(current, delta).to_be_bytes())
     }
@@ -302,18 +293,12 @@ impl<'a> Rewriter<'a> {
 /// Reads `N` bytes at `at`.
 fn read<const N: usize>(packet: &[u8], at: usize) -> Result<[u8; N]> {
     let end = at.checked_add(N).ok_or(Error::NotApplicable)?;
-    packet
-        .get(at..end)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(Error::NotApplicable)
+    packet.get(at..end).and_then(|b| b.try_into().ok()).ok_or(Error::NotApplicable)
 }
 
 /// Writes `bytes` at `at`.
 fn write(packet: &mut [u8], at: usize, bytes: &[u8]) -> Result<()> {
     let end = at.checked_add(bytes.len()).ok_or(Error::NotApplicable)?;
-    packet
-        .get_mut(at..end)
-        .ok_or(Error::NotApplicable)?
-        .copy_from_slice(bytes);
+    packet.get_mut(at..end).ok_or(Error::NotApplicable)?.copy_from_slice(bytes);
     Ok(())
 }

@@ -111,10 +111,7 @@ impl Summary {
     /// # Errors
     /// The first problem found; see [`Error`].
     pub fn parse_ethernet(&mut self, frame: &[u8]) -> Result<()> {
-        *self = Summary {
-            has_ethernet: true,
-            ..Summary::default()
-        };
+        *self = Summary { has_ethernet: true, ..Summary::default() };
         let eth = EthernetFrame::new_checked(frame)?;
         self.vlans = eth.vlans();
         self.l3_offset = eth.header_len();
@@ -158,11 +155,8 @@ impl Summary {
             self.proto = Some(ip.proto());
         }
         if ip.is_fragment() {
-            self.fragment = Some(Fragment {
-                ident: u32::from(ip.ident.get()),
-                offset: ip.frag_offset(),
-                more: ip.more_frags(),
-            });
+            self.fragment =
+                Some(Fragment { ident: u32::from(ip.ident.get()), offset: ip.frag_offset(), more: ip.more_frags() });
         }
         Ipv4Packet::<&[u8]>::check_header(ip, bytes.len())?;
         let header_len = ip.header_len();
@@ -195,10 +189,7 @@ impl Summary {
             }
         };
         let payload = after.get(..payload_len).ok_or(Error::Ipv6BadPayloadLen)?;
-        self.l3_end = self
-            .l3_offset
-            .saturating_add(Ipv6Header::LEN)
-            .saturating_add(payload_len);
+        self.l3_end = self.l3_offset.saturating_add(Ipv6Header::LEN).saturating_add(payload_len);
         let chain = walk_extensions(ip.next_header(), payload)?;
         self.proto = Some(chain.proto);
         self.final_dst = chain.final_dst;
@@ -235,11 +226,7 @@ impl Summary {
                 } else {
                     Icmpv6Type(icmp.ty).is_error()
                 };
-                self.icmp = Some(IcmpInfo {
-                    ty: icmp.ty,
-                    code: icmp.code,
-                    is_error,
-                });
+                self.icmp = Some(IcmpInfo { ty: icmp.ty, code: icmp.code, is_error });
                 if is_error {
                     self.quoted = l4.get(IcmpHeader::LEN..).and_then(|q| QuotedPacket::parse(q).ok());
                 }

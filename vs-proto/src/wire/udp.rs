@@ -66,12 +66,8 @@ mod tests {
 
     #[test]
     fn parse_and_length_checks() {
-        let hdr = UdpHeader {
-            src_port: U16::new(53),
-            dst_port: U16::new(4000),
-            length: U16::new(12),
-            checksum: U16::ZERO,
-        };
+        let hdr =
+            UdpHeader { src_port: U16::new(53), dst_port: U16::new(4000), length: U16::new(12), checksum: U16::ZERO };
         let mut buf = [0u8; 12];
         hdr.write_to_prefix(&mut buf[..]).unwrap();
         assert_eq!(*UdpHeader::parse(&buf).unwrap(), hdr);

@@ -56,9 +56,7 @@ pub(crate) fn run(text: &str, seed: u64) -> Result<Vec<String>, ScenarioError> {
             state = Some(sched_line(args, seed).map_err(fail)?);
             continue;
         }
-        let st = state
-            .as_mut()
-            .ok_or_else(|| fail("the first line must be `sched NAME`".into()))?;
+        let st = state.as_mut().ok_or_else(|| fail("the first line must be `sched NAME`".into()))?;
         match *cmd {
             "dest" => dest_line(st, args).map_err(fail)?,
             "edit" => edit_line(st, args).map_err(fail)?,
@@ -81,10 +79,7 @@ pub(crate) fn run(text: &str, seed: u64) -> Result<Vec<String>, ScenarioError> {
 
 fn sched_line(args: &[&str], seed: u64) -> Result<State, String> {
     let (name, rest) = args.split_first().ok_or("usage: sched NAME [flags FLAG,FLAG]")?;
-    let mut params = SchedParams {
-        seed,
-        ..SchedParams::default()
-    };
+    let mut params = SchedParams { seed, ..SchedParams::default() };
     match rest {
         [] => {}
         ["flags", list] => {
@@ -97,12 +92,7 @@ fn sched_line(args: &[&str], seed: u64) -> Result<State, String> {
     let mut sched = Builtin::by_name(name, &params).map_err(|e| format!("scheduler `{name}`: {e:?}"))?;
     let dests = DestList::new();
     sched.init_service(dests.as_slice()).map_err(|e| format!("{e:?}"))?;
-    Ok(State {
-        sched,
-        dests,
-        names: BTreeMap::new(),
-        now_ms: 0,
-    })
+    Ok(State { sched, dests, names: BTreeMap::new(), now_ms: 0 })
 }
 
 /// `weight W [u U] [l L]`
@@ -135,10 +125,7 @@ fn dest_line(st: &mut State, args: &[&str]) -> Result<(), String> {
     if st.names.contains_key(*name) {
         return Err(format!("destination `{name}` exists"));
     }
-    let id = st
-        .dests
-        .add(&mut st.sched, sock.ip(), sock.port(), config(rest)?)
-        .map_err(|e| format!("{e:?}"))?;
+    let id = st.dests.add(&mut st.sched, sock.ip(), sock.port(), config(rest)?).map_err(|e| format!("{e:?}"))?;
     st.names.insert((*name).to_owned(), (sock.ip(), sock.port(), id));
     Ok(())
 }
@@ -152,9 +139,7 @@ fn edit_line(st: &mut State, args: &[&str]) -> Result<(), String> {
         return Err("usage: edit NAME weight W [u U] [l L]".into());
     };
     let (addr, port, _) = *named(st, name)?;
-    st.dests
-        .edit(&mut st.sched, addr, port, config(rest)?)
-        .map_err(|e| format!("{e:?}"))
+    st.dests.edit(&mut st.sched, addr, port, config(rest)?).map_err(|e| format!("{e:?}"))
 }
 
 fn del_line(st: &mut State, args: &[&str]) -> Result<(), String> {
@@ -162,9 +147,7 @@ fn del_line(st: &mut State, args: &[&str]) -> Result<(), String> {
         return Err("usage: del NAME".into());
     };
     let (addr, port, _) = *named(st, name)?;
-    st.dests
-        .remove(&mut st.sched, addr, port)
-        .map_err(|e| format!("{e:?}"))?;
+    st.dests.remove(&mut st.sched, addr, port).map_err(|e| format!("{e:?}"))?;
     st.names.remove(*name);
     Ok(())
 }
@@ -174,21 +157,12 @@ fn endpoint(text: &str) -> Result<(IpAddr, u16), String> {
     if let Ok(sock) = text.parse::<SocketAddr>() {
         return Ok((sock.ip(), sock.port()));
     }
-    text.parse::<IpAddr>()
-        .map(|a| (a, 0))
-        .map_err(|_| format!("bad address `{text}`"))
+    text.parse::<IpAddr>().map(|a| (a, 0)).map_err(|_| format!("bad address `{text}`"))
 }
 
 fn pick_line(st: &mut State, args: &[&str]) -> Result<String, String> {
     let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let mut packet = PacketInfo {
-        proto: 6,
-        src: unspecified,
-        dst: unspecified,
-        sport: 0,
-        dport: 0,
-        inverse: false,
-    };
+    let mut packet = PacketInfo { proto: 6, src: unspecified, dst: unspecified, sport: 0, dport: 0, inverse: false };
     let mut it = args.iter();
     while let Some(key) = it.next() {
         let value = it.next().ok_or(format!("`{key}` needs a value"))?;
@@ -208,12 +182,7 @@ fn pick_line(st: &mut State, args: &[&str]) -> Result<String, String> {
     let Some(id) = st.dests.schedule(&mut st.sched, &packet, st.now_ms) else {
         return Ok("none".into());
     };
-    Ok(st
-        .names
-        .iter()
-        .find(|(_, v)| v.2 == id)
-        .map(|(k, _)| k.clone())
-        .unwrap_or_else(|| "none".into()))
+    Ok(st.names.iter().find(|(_, v)| v.2 == id).map(|(k, _)| k.clone()).unwrap_or_else(|| "none".into()))
 }
 
 fn conn_line(st: &mut State, args: &[&str]) -> Result<(), String> {

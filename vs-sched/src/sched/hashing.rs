@@ -70,10 +70,7 @@ impl SourceHashing {
     /// A scheduler with the service's scheduler flags.
     #[must_use]
     pub fn new(flags: SchedFlags) -> Self {
-        SourceHashing {
-            buckets: Buckets::default(),
-            flags,
-        }
+        SourceHashing { buckets: Buckets::default(), flags }
     }
 
     /// The bucket for a key and a probe offset: `(offset + hash_32(port + addr, 8)) & 255`.
@@ -116,11 +113,7 @@ impl Scheduler for SourceHashing {
     }
 
     fn schedule(&mut self, dests: &[Dest], packet: &PacketInfo, _now_ms: u64) -> Option<usize> {
-        let port = if self.flags.contains(SchedFlags::SCHED2) {
-            packet.hash_port()
-        } else {
-            0
-        };
+        let port = if self.flags.contains(SchedFlags::SCHED2) { packet.hash_port() } else { 0 };
         let key = u32::from(port).wrapping_add(fold_addr(packet.hash_addr()));
         let first = Self::bucket(key, 0);
         let pick = self.buckets.get(first)?;

@@ -107,18 +107,12 @@ impl<const SETS: usize> Cache<SETS> {
                 self.entries += 1;
                 free
             }
-            None => set
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.as_ref().map_or(0, |e| e.last_use))
-                .map_or(0, |(i, _)| i),
+            None => {
+                set.iter().enumerate().min_by_key(|(_, e)| e.as_ref().map_or(0, |e| e.last_use)).map_or(0, |(i, _)| i)
+            }
         };
         if let Some(way) = set.get_mut(slot) {
-            *way = Some(Entry {
-                addr,
-                last_use: now,
-                targets,
-            });
+            *way = Some(Entry { addr, last_use: now, targets });
         }
     }
 
@@ -148,11 +142,7 @@ impl<const SETS: usize> Cache<SETS> {
             due = due.saturating_add(CHECK_INTERVAL_MS);
             runs += 1;
         }
-        self.next_check = Some(if due <= now {
-            now.saturating_add(CHECK_INTERVAL_MS)
-        } else {
-            due
-        });
+        self.next_check = Some(if due <= now { now.saturating_add(CHECK_INTERVAL_MS) } else { due });
     }
 
     /// One run of the kernel's `check_expire` timer.
@@ -258,11 +248,9 @@ impl<const SETS: usize> Scheduler for Lblc<SETS> {
         if let Some(entry) = self.cache.get_mut(addr) {
             entry.last_use = now_ms;
             let cached = entry.targets.dests.first().and_then(|id| position(dests, *id));
-            if let Some(i) = cached.filter(|&i| {
-                dests
-                    .get(i)
-                    .is_some_and(|d| d.weight > 0 && !locally_overloaded(d, dests))
-            }) {
+            if let Some(i) =
+                cached.filter(|&i| dests.get(i).is_some_and(|d| d.weight > 0 && !locally_overloaded(d, dests)))
+            {
                 return Some(i);
             }
             let pick = weighted_least(dests, Dest::overhead)?;
@@ -275,10 +263,7 @@ impl<const SETS: usize> Scheduler for Lblc<SETS> {
             return Some(pick);
         }
         let pick = weighted_least(dests, Dest::overhead)?;
-        let mut targets = Targets {
-            dests: Vec::new(),
-            modified: now_ms,
-        };
+        let mut targets = Targets { dests: Vec::new(), modified: now_ms };
         let _ = targets.dests.push(dests.get(pick)?.id);
         self.cache.insert(addr, targets, now_ms);
         Some(pick)
@@ -321,9 +306,7 @@ impl<const SETS: usize> Lblcr<SETS> {
 /// The weighted least loaded member of a set (`ip_vs_dest_set_min`).
 fn set_min(set: &[DestId], dests: &[Dest]) -> Option<usize> {
     let mut members = set.iter().filter_map(|id| position(dests, *id));
-    let mut least = members
-        .by_ref()
-        .find(|&i| dests.get(i).is_some_and(|d| !d.is_overloaded() && d.weight > 0))?;
+    let mut least = members.by_ref().find(|&i| dests.get(i).is_some_and(|d| !d.is_overloaded() && d.weight > 0))?;
     for i in members {
         let (Some(d), Some(l)) = (dests.get(i), dests.get(least)) else {
             continue;
@@ -389,10 +372,7 @@ impl<const SETS: usize> Scheduler for Lblcr<SETS> {
             return Some(pick);
         }
         let pick = weighted_least(dests, Dest::overhead)?;
-        let mut targets = Targets {
-            dests: Vec::new(),
-            modified: now_ms,
-        };
+        let mut targets = Targets { dests: Vec::new(), modified: now_ms };
         let _ = targets.dests.push(dests.get(pick)?.id);
         self.cache.insert(addr, targets, now_ms);
         Some(pick)

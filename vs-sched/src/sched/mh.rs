@@ -61,10 +61,7 @@ impl<const CAP: usize> Maglev<CAP> {
 
     /// The destination position in each slot (for tests and inspection).
     pub fn slots(&self) -> impl Iterator<Item = Option<usize>> + '_ {
-        self.table
-            .iter()
-            .take(self.size)
-            .map(|&s| (s != EMPTY).then_some(usize::from(s)))
+        self.table.iter().take(self.size).map(|&s| (s != EMPTY).then_some(usize::from(s)))
     }
 
     fn size_u32(&self) -> u32 {
@@ -98,16 +95,8 @@ impl<const CAP: usize> Maglev<CAP> {
             let offset = Self::hash_key(d.addr, d.port, MH_KEY1, 0) % m;
             let skip = Self::hash_key(d.addr, d.port, MH_KEY2, 0) % (m - 1) + 1;
             let scaled = (d.last_weight / g) >> rshift;
-            let turns = if scaled != 0 {
-                scaled
-            } else {
-                u32::from(d.last_weight != 0)
-            };
-            *setup = Setup {
-                skip: skip as usize,
-                perm: offset as usize,
-                turns,
-            };
+            let turns = if scaled != 0 { scaled } else { u32::from(d.last_weight != 0) };
+            *setup = Setup { skip: skip as usize, perm: offset as usize, turns };
         }
         self.populate(dests.len());
         Ok(())
@@ -181,11 +170,7 @@ impl<const CAP: usize> Scheduler for Maglev<CAP> {
     }
 
     fn schedule(&mut self, dests: &[Dest], packet: &PacketInfo, _now_ms: u64) -> Option<usize> {
-        let port = if self.flags.contains(SchedFlags::SCHED2) {
-            packet.hash_port()
-        } else {
-            0
-        };
+        let port = if self.flags.contains(SchedFlags::SCHED2) { packet.hash_port() } else { 0 };
         let addr = packet.hash_addr();
         let m = self.size_u32();
         let slot_of = |offset: u32| Self::hash_key(addr, port, MH_KEY1, offset) % m;

@@ -26,10 +26,7 @@ impl WeightedRoundRobin {
     }
 
     fn recompute(dests: &[Dest]) -> (i64, i64) {
-        let g = dests
-            .iter()
-            .filter(|d| d.weight > 0)
-            .fold(0, |g, d| if g == 0 { d.weight } else { gcd(d.weight, g) });
+        let g = dests.iter().filter(|d| d.weight > 0).fold(0, |g, d| if g == 0 { d.weight } else { gcd(d.weight, g) });
         let di = i64::from(g.max(1));
         let max = dests.iter().map(|d| i64::from(d.weight)).max().unwrap_or(0);
         (di, max - (di - 1))
@@ -84,12 +81,7 @@ impl Scheduler for WeightedRoundRobin {
         let last = self.cl.and_then(|id| position(dests, id));
         // The best weight any destination could match this time; passes with cw above it
         // cannot succeed and are skipped in one step below (same result as walking them).
-        let best_weight = dests
-            .iter()
-            .filter(|d| !d.is_overloaded())
-            .map(|d| i64::from(d.weight))
-            .max()
-            .unwrap_or(0);
+        let best_weight = dests.iter().filter(|d| !d.is_overloaded()).map(|d| i64::from(d.weight)).max().unwrap_or(0);
         let mut start = last.map_or(0, |p| p + 1);
         let mut stop: Option<usize> = None;
         let (mut last_pass, mut restarted) = (false, false);
