@@ -571,3 +571,66 @@ fn an_owned_engine_needs_no_outside_memory() {
     assert_eq!(engine.connections().len(), 1);
     assert!(OwnedTable::<CAP, 3>::owned(OwnedMemory::new_zeroed(), 0).is_err(), "wrong bucket count");
 }
+
+/// An IPv6 service on [2001:db8::100]:80 with one real server by `forward`.
+fn v6_engine(forward: Forward) -> Engine<'static, 8> {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(16)].into_boxed_slice());
+    let services: &'static mut [ServiceSlot<8>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let config = EngineConfig { tunnel_v6: Some("2001:db8::fe".parse().unwrap()), ..EngineConfig::default() };
+    let mut engine = Engine::new(ConnTable::new(memory, 16, 1).unwrap(), services, config).unwrap();
+    let key = ServiceKey::new(IpProtocol::TCP, "2001:db8::100".parse().unwrap(), 80);
+    engine.add_service(key, &ServiceConfig::default()).unwrap();
+    let real = RealConfig {
+        addr: "2001:db8:1::1".parse().unwrap(),
+        port: 80,
+        forward,
+        weight: 1,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    engine.add_real(&key, &real).unwrap();
+    engine
+}
+
+fn v6_send(engine: &mut Engine<'static, 8>, f: &[u8]) -> (Verdict, Vec<u8>) {
+    let mut storage = vec![0u8; HEADROOM + f.len()];
+    storage[HEADROOM..].copy_from_slice(f);
+    let mut buf = PacketBuf::new(&mut storage, HEADROOM, f.len()).unwrap();
+    let v = engine.process(&mut buf, 0, &|_| Some(RS_MAC));
+    (v, buf.data().to_vec())
+}
+
+#[test]
+fn ipv6_direct_routing_and_tunnel() {
+    let vip6: (IpAddr, u16) = ("2001:db8::100".parse().unwrap(), 80);
+    let real: IpAddr = "2001:db8:1::1".parse().unwrap();
+    let c: (IpAddr, u16) = ("2001:db8:5::9".parse().unwrap(), 50001);
+    // DR: only the link layer and the hop limit change.
+    let mut dr = v6_engine(Forward::DirectRoute);
+    let syn = frame(c, vip6, IpProtocol::TCP, TcpFlags::SYN, b"");
+    let (v, out) = v6_send(&mut dr, &syn);
+    assert_eq!(v, Verdict::Transmit { next_hop: real });
+    assert_eq!(&out[0..6], &RS_MAC.0);
+    assert_eq!(out[14 + 7], 63);
+    assert_eq!(&out[14 + 8..], &syn[14 + 8..], "addresses, ports and payload untouched");
+    assert!(checksums_ok(&out));
+    // TUN: IPv6 in IPv6 (next header 41), outer hop limit = inner after the decrement.
+    let mut tun = v6_engine(Forward::Tunnel);
+    let (v, out) = v6_send(&mut tun, &syn);
+    assert_eq!(v, Verdict::Transmit { next_hop: real });
+    let s = summary(&out);
+    assert_eq!(s.proto, Some(IpProtocol::IPV6));
+    assert_eq!((s.src, s.dst), (Some("2001:db8::fe".parse().unwrap()), Some(real)));
+    assert_eq!(out[14 + 7], 63);
+    assert_eq!(&out[14 + 40 + 8..], &syn[14 + 8..], "the inner packet after its hop limit");
+    // Too big: 1500 - 40 = 1460 left, answered with ICMPv6 packet too big from the VIP.
+    let big = frame(c, vip6, IpProtocol::TCP, TcpFlags::ACK, &vec![0u8; 1440]);
+    let (v, out) = v6_send(&mut tun, &big);
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    let s = summary(&out);
+    assert_eq!((s.icmp.unwrap().ty, s.icmp.unwrap().code), (2, 0));
+    assert_eq!(u32::from_be_bytes(out[14 + 40 + 4..14 + 40 + 8].try_into().unwrap()), 1460);
+    assert_eq!(s.src, Some(vip6.0));
+    assert!(checksums_ok(&out));
+}
