@@ -119,7 +119,7 @@ fn nat_tcp_conversation() {
     let mut lab = Lab::new("rr", Forward::Nat, &[1], 64);
     let c = client(1);
     let (v, out) = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 0);
-    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1), port: 0 });
     let s = summary(&out);
     assert_eq!((s.dst, s.dst_port(), s.src, s.src_port()), (Some(rs(1)), 8080, Some(c.0), c.1));
     assert_eq!(&out[0..12], &[RS_MAC.0, DIRECTOR_MAC.0].concat()[..]);
@@ -130,7 +130,7 @@ fn nat_tcp_conversation() {
 
     // The real server's SYN+ACK goes back from the VIP.
     let (v, out) = lab.send(&frame((rs(1), 8080), c, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, b""), 10);
-    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0, port: 0 });
     let s = summary(&out);
     assert_eq!((s.src, s.src_port(), s.dst, s.dst_port()), (Some(vip().0), 80, Some(c.0), c.1));
     assert_eq!(&out[0..6], &CLIENT_MAC.0);
@@ -170,7 +170,7 @@ fn direct_routing_changes_only_the_link_layer_and_ttl() {
     let c = client(2);
     let syn = frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
     let (v, out) = lab.send(&syn, 0);
-    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1), port: 0 });
     assert_eq!(&out[0..6], &RS_MAC.0);
     assert_eq!(&out[6..12], &DIRECTOR_MAC.0);
     let mut expected = syn.clone();
@@ -195,7 +195,7 @@ fn tunnel_encapsulates_and_answers_too_big() {
     let c = client(3);
     let syn = frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
     let (v, out) = lab.send(&syn, 0);
-    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1), port: 0 });
     let s = summary(&out);
     assert_eq!(s.proto, Some(IpProtocol::IPIP));
     assert_eq!((s.src, s.dst), (Some(v4(198, 18, 0, 254)), Some(rs(1))));
@@ -209,7 +209,7 @@ fn tunnel_encapsulates_and_answers_too_big() {
     // 1500-byte packet with DF: 1480 left for it.
     let big = frame(c, vip(), IpProtocol::TCP, TcpFlags::ACK, &vec![0u8; 1460]);
     let (v, out) = lab.send(&big, 1);
-    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0, port: 0 });
     let s = summary(&out);
     assert_eq!((s.src, s.dst), (Some(vip().0), Some(c.0)));
     let icmp = s.icmp.unwrap();
@@ -229,7 +229,7 @@ fn udp_flows_time_out_after_300_seconds() {
     assert!(checksums_ok(&out));
     let to = summary(&out).dst.unwrap();
     let (v, out) = lab.send(&frame((to, 8080), c, IpProtocol::UDP, TcpFlags::empty(), b"answer"), 100);
-    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0, port: 0 });
     assert_eq!(summary(&out).src, Some(vip().0));
     let counts = lab.counts(IpProtocol::UDP);
     let (active, inactive) = counts.iter().fold((0, 0), |(a, i), c| (a + c.1, i + c.2));
@@ -280,7 +280,7 @@ fn no_real_server_answers_port_unreachable() {
         .unwrap();
     let c = client(6);
     let (v, out) = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 0);
-    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0, port: 0 });
     let s = summary(&out);
     assert_eq!((s.icmp.unwrap().ty, s.icmp.unwrap().code), (3, 3));
     assert_eq!(s.src, Some(vip().0));
@@ -312,7 +312,7 @@ fn quiescing_and_deleting_real_servers() {
         )
         .unwrap();
     let (v, out) = lab.send(&frame(c1, vip(), IpProtocol::TCP, TcpFlags::ACK, b""), 1);
-    assert_eq!(v, Verdict::Transmit { next_hop: ra });
+    assert_eq!(v, Verdict::Transmit { next_hop: ra, port: 0 });
     assert_eq!(summary(&out).dst, Some(ra));
     let (_, out) = lab.send(&frame(client(9), vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 1);
     assert_eq!(summary(&out).dst, Some(rb));
@@ -336,7 +336,7 @@ fn quiescing_and_deleting_real_servers() {
         )
         .unwrap();
     let (v, out) = lab.send(&frame(c2, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 3);
-    assert_eq!(v, Verdict::Transmit { next_hop: ra });
+    assert_eq!(v, Verdict::Transmit { next_hop: ra, port: 0 });
     assert_eq!(summary(&out).dst, Some(ra));
     assert_eq!(
         lab.engine.add_real(
@@ -411,7 +411,7 @@ fn ipv6_nat() {
     let len = f.len();
     let mut buf = PacketBuf::new(&mut storage, 0, len).unwrap();
     let v = engine.process(&mut buf, 0, &|_| Some(RS_MAC));
-    assert_eq!(v, Verdict::Transmit { next_hop: real });
+    assert_eq!(v, Verdict::Transmit { next_hop: real, port: 0 });
     let s = summary(buf.data());
     assert_eq!((s.dst, s.dst_port()), (Some(real), 8443));
     assert_eq!(buf.data()[14 + 7], 63, "hop limit decremented");
@@ -494,11 +494,11 @@ fn firewall_mark_services_match_marked_packets() {
     let (v, _) = send((v4(198, 18, 0, 50), 443), 0);
     assert_eq!(v, Verdict::Pass, "unmarked packets do not match");
     let (v, out) = send((v4(198, 18, 0, 50), 443), 7);
-    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1), port: 0 });
     let s = summary(&out);
     assert_eq!((s.dst, s.dst_port()), (Some(rs(1)), 443));
     let (v, out) = send((v4(198, 18, 0, 51), 8443), 7);
-    assert_eq!(v, Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(v, Verdict::Transmit { next_hop: rs(1), port: 0 });
     assert_eq!(summary(&out).dst_port(), 8443);
 }
 
@@ -567,7 +567,7 @@ fn an_owned_engine_needs_no_outside_memory() {
     let f = frame(client(30), vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
     let mut storage = f.clone();
     let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
-    assert_eq!(engine.process(&mut buf, 0, &neighbours), Verdict::Transmit { next_hop: rs(1) });
+    assert_eq!(engine.process(&mut buf, 0, &neighbours), Verdict::Transmit { next_hop: rs(1), port: 0 });
     assert_eq!(engine.connections().len(), 1);
     assert!(OwnedTable::<CAP, 3>::owned(OwnedMemory::new_zeroed(), 0).is_err(), "wrong bucket count");
 }
@@ -610,7 +610,7 @@ fn ipv6_direct_routing_and_tunnel() {
     let mut dr = v6_engine(Forward::DirectRoute);
     let syn = frame(c, vip6, IpProtocol::TCP, TcpFlags::SYN, b"");
     let (v, out) = v6_send(&mut dr, &syn);
-    assert_eq!(v, Verdict::Transmit { next_hop: real });
+    assert_eq!(v, Verdict::Transmit { next_hop: real, port: 0 });
     assert_eq!(&out[0..6], &RS_MAC.0);
     assert_eq!(out[14 + 7], 63);
     assert_eq!(&out[14 + 8..], &syn[14 + 8..], "addresses, ports and payload untouched");
@@ -618,7 +618,7 @@ fn ipv6_direct_routing_and_tunnel() {
     // TUN: IPv6 in IPv6 (next header 41), outer hop limit = inner after the decrement.
     let mut tun = v6_engine(Forward::Tunnel);
     let (v, out) = v6_send(&mut tun, &syn);
-    assert_eq!(v, Verdict::Transmit { next_hop: real });
+    assert_eq!(v, Verdict::Transmit { next_hop: real, port: 0 });
     let s = summary(&out);
     assert_eq!(s.proto, Some(IpProtocol::IPV6));
     assert_eq!((s.src, s.dst), (Some("2001:db8::fe".parse().unwrap()), Some(real)));
@@ -627,10 +627,31 @@ fn ipv6_direct_routing_and_tunnel() {
     // Too big: 1500 - 40 = 1460 left, answered with ICMPv6 packet too big from the VIP.
     let big = frame(c, vip6, IpProtocol::TCP, TcpFlags::ACK, &vec![0u8; 1440]);
     let (v, out) = v6_send(&mut tun, &big);
-    assert_eq!(v, Verdict::Transmit { next_hop: c.0 });
+    assert_eq!(v, Verdict::Transmit { next_hop: c.0, port: 0 });
     let s = summary(&out);
     assert_eq!((s.icmp.unwrap().ty, s.icmp.unwrap().code), (2, 0));
     assert_eq!(u32::from_be_bytes(out[14 + 40 + 4..14 + 40 + 8].try_into().unwrap()), 1460);
     assert_eq!(s.src, Some(vip6.0));
     assert!(checksums_ok(&out));
+}
+
+#[test]
+fn the_neighbour_lookup_names_the_egress_port() {
+    struct TwoPorts;
+    impl vs_proto::engine::Neighbours for TwoPorts {
+        fn lookup(&self, next_hop: IpAddr) -> Option<vs_proto::engine::Neighbour> {
+            let port = if next_hop == rs(1) { 2 } else { 1 };
+            Some(vs_proto::engine::Neighbour { mac: RS_MAC, port })
+        }
+    }
+    let mut lab = Lab::new("rr", Forward::Nat, &[1], 16);
+    let c = client(40);
+    let f = frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b"");
+    let mut storage = f.clone();
+    let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+    assert_eq!(lab.engine.process(&mut buf, 0, &TwoPorts), Verdict::Transmit { next_hop: rs(1), port: 2 });
+    let f = frame((rs(1), 8080), c, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, b"");
+    let mut storage = f.clone();
+    let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+    assert_eq!(lab.engine.process(&mut buf, 0, &TwoPorts), Verdict::Transmit { next_hop: c.0, port: 1 });
 }

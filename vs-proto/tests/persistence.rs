@@ -73,7 +73,7 @@ impl Lab {
         let mut storage = f.clone();
         let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
         match self.engine.process(&mut buf, now_s * 1000, &|_| Some(MacAddr([2, 0, 0, 0, 0, 7]))) {
-            Verdict::Transmit { next_hop } => Some(next_hop).filter(|_| Summary::from_ethernet(buf.data()).is_ok()),
+            Verdict::Transmit { next_hop, .. } => Some(next_hop).filter(|_| Summary::from_ethernet(buf.data()).is_ok()),
             _ => None,
         }
     }

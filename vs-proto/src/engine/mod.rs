@@ -36,7 +36,7 @@ use crate::wire::{
 };
 pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
 pub use stats::{Counters, DropReason, GlobalStats};
-pub use verdict::{Neighbours, Verdict};
+pub use verdict::{Neighbour, Neighbours, Verdict};
 
 /// Milliseconds per connection-timer tick.
 pub const TICK_MS: u64 = 16;
@@ -928,16 +928,16 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         next_hop: IpAddr,
         neighbours: &impl Neighbours,
     ) -> Verdict {
+        let Some(neighbour) = neighbours.lookup(next_hop) else {
+            return self.drop(DropReason::NoNeighbour);
+        };
         if self.config.ethernet {
-            let Some(mac) = neighbours.lookup(next_hop) else {
-                return self.drop(DropReason::NoNeighbour);
-            };
             let mut rw = Rewriter::new(buf.data_mut(), summary, self.config.caps);
-            if rw.set_macs(self.config.mac, mac).is_err() {
+            if rw.set_macs(self.config.mac, neighbour.mac).is_err() {
                 return self.pass();
             }
         }
-        Verdict::Transmit { next_hop }
+        Verdict::Transmit { next_hop, port: neighbour.port }
     }
 
     /// IP-in-IP / IPv6 encapsulation towards `real`, or "too big" back to the client.
