@@ -31,8 +31,8 @@ use crate::conn::{
 #[cfg(doc)]
 use crate::conn::{ConnTable, buckets_for};
 use crate::wire::{
-    ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, Rewriter, Summary, TcpFlags,
-    TunnelHeader, encapsulate, icmp_error,
+    ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, QuotedEnd, Rewriter, Summary,
+    TcpFlags, TunnelHeader, encapsulate, icmp_error, rewrite_quoted,
 };
 pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
 pub use stats::{Counters, DropReason, GlobalStats};
@@ -380,6 +380,13 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         neighbours: &impl Neighbours,
     ) -> Verdict {
         let Some(summary) = summary else { return self.pass() };
+        if summary.icmp.is_some_and(|i| i.is_error) && summary.fragment.is_none() {
+            let now = ticks(now_ms);
+            return match self.relay_icmp(buf, &summary, now, neighbours) {
+                Some(verdict) => verdict,
+                None => self.pass(),
+            };
+        }
         let (Some(proto), Some(src), Some(dst), Some((sport, dport))) =
             (summary.proto, summary.src, summary.dst, summary.ports)
         else {
@@ -462,6 +469,84 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return Some(i);
         }
         self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
+    }
+
+    /// Relays an ICMP error about a known connection (§5.5 of the reference): from the client
+    /// side on to the real server, from a NAT real server back to the client, with the outer
+    /// and the quoted headers rewritten for NAT. `None` when no connection vouches for it (the
+    /// host gets it).
+    fn relay_icmp(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        now: u32,
+        neighbours: &impl Neighbours,
+    ) -> Option<Verdict> {
+        let icmp = summary.icmp?;
+        let quoted = summary.quoted?;
+        let (qsport, qdport) = quoted.ports?;
+        if !matches!(quoted.proto, IpProtocol::TCP | IpProtocol::UDP) {
+            return None;
+        }
+        // IPVS relays ICMPv4 destination unreachable, source quench and time exceeded, and
+        // every ICMPv6 error.
+        if summary.proto == Some(IpProtocol::ICMP) && !matches!(icmp.ty, 3 | 4 | 11) {
+            return None;
+        }
+        let length = summary.l3_end.saturating_sub(summary.l3_offset);
+        let live = |t: &Table<M>, i: ConnIndex| t.get(i).is_some_and(|c| !expired(c.expires(), now));
+        // From the client side: the quote is a packet the director sent, VIP → client.
+        if let Some(index) = self.conns.lookup_in(quoted.proto, (quoted.dst, qdport), (quoted.src, qsport))
+            && live(&self.conns, index)
+        {
+            let conn = *self.conns.get(index)?;
+            let (service, slot) = self.decode(conn.dest());
+            if !self.real(service, slot).is_some_and(|r| r.available) {
+                return None;
+            }
+            self.count(index, length, true);
+            let real = conn.real();
+            if conn.forward() != Forward::Nat {
+                // DR and TUN pass the error on unchanged (encapsulated for TUN).
+                let flow = Flow {
+                    proto: quoted.proto,
+                    src: (quoted.dst, qdport),
+                    dst: (quoted.src, qsport),
+                    flags: TcpFlags::empty(),
+                    length,
+                };
+                return Some(self.transmit_in(buf, summary, &flow, conn.forward(), real, neighbours));
+            }
+            let mut summary = *summary;
+            let caps = self.config.caps;
+            let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
+            if rw.decrement_hop_limit().is_err() || rw.set_dst_addr(real.0).is_err() {
+                return Some(self.drop(DropReason::TtlExceeded));
+            }
+            rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Src, real.0, real.1).ok()?;
+            return Some(self.send_to(buf, &mut summary, real.0, neighbours));
+        }
+        // From a real server: the quote is a packet it got, client → real server.
+        if let Some(index) = self.conns.lookup_out(quoted.proto, (quoted.dst, qdport), (quoted.src, qsport))
+            && live(&self.conns, index)
+        {
+            let conn = *self.conns.get(index)?;
+            if conn.forward() != Forward::Nat {
+                return None;
+            }
+            self.count(index, length, false);
+            let virt = conn.virt();
+            let client = summary.dst?;
+            let mut summary = *summary;
+            let caps = self.config.caps;
+            let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
+            if rw.decrement_hop_limit().is_err() || rw.set_src_addr(virt.0).is_err() {
+                return Some(self.drop(DropReason::TtlExceeded));
+            }
+            rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Dst, virt.0, virt.1).ok()?;
+            return Some(self.send_to(buf, &mut summary, client, neighbours));
+        }
+        None
     }
 
     /// What to do with a packet that matched connection `index` (IPVS's in-handler checks):

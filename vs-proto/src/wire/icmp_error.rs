@@ -113,3 +113,70 @@ pub fn icmp_error(buf: &mut PacketBuf<'_>, summary: &Summary, kind: IcmpError, f
     }
     if summary.has_ethernet { Summary::from_ethernet(buf.data()) } else { Summary::from_ip(buf.data()) }
 }
+
+/// Which end of an ICMP error's quoted packet to rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QuotedEnd {
+    /// The quoted packet's source address and port.
+    Src,
+    /// The quoted packet's destination address and port.
+    Dst,
+}
+
+/// Rewrites one end of the packet an ICMP error quotes (address, and port when the quote holds
+/// it), refreshes the quoted IPv4 header checksum, and recomputes the ICMP / ICMPv6 checksum
+/// over the whole message (IPVS's `ip_vs_nat_icmp`). The quoted transport checksum is left as
+/// it is, as IPVS leaves it (a quote rarely holds the whole segment).
+///
+/// # Errors
+/// [`Error::NotApplicable`] when the packet is not an ICMP error with a quote of that family.
+// Offsets are bounded by the parsed summary of this very packet (checked against its length).
+#[allow(clippy::arithmetic_side_effects)]
+pub fn rewrite_quoted(packet: &mut [u8], summary: &mut Summary, end: QuotedEnd, addr: IpAddr, port: u16) -> Result<()> {
+    let mut quoted = summary.quoted.ok_or(Error::NotApplicable)?;
+    if summary.l3_end > packet.len() || summary.l4_offset > summary.l3_end {
+        return Err(Error::BadBounds);
+    }
+    let q = summary.l4_offset + IcmpHeader::LEN;
+    let (field, octets): (usize, &[u8]) = match (quoted.src, addr, end) {
+        (IpAddr::V4(_), IpAddr::V4(a), QuotedEnd::Src) => (12, &a.octets()[..]),
+        (IpAddr::V4(_), IpAddr::V4(a), QuotedEnd::Dst) => (16, &a.octets()[..]),
+        (IpAddr::V6(_), IpAddr::V6(a), QuotedEnd::Src) => (8, &a.octets()[..]),
+        (IpAddr::V6(_), IpAddr::V6(a), QuotedEnd::Dst) => (24, &a.octets()[..]),
+        _ => return Err(Error::NotApplicable),
+    };
+    packet.get_mut(q + field..q + field + octets.len()).ok_or(Error::NotApplicable)?.copy_from_slice(octets);
+    if quoted.ports.is_some() {
+        let at = q + quoted.l4_offset + if end == QuotedEnd::Src { 0 } else { 2 };
+        if let Some(p) = packet.get_mut(at..at + 2) {
+            p.copy_from_slice(&port.to_be_bytes());
+        }
+    }
+    if quoted.src.is_ipv4() {
+        let header = packet.get_mut(q..q + quoted.l4_offset).ok_or(Error::NotApplicable)?;
+        header.get_mut(10..12).ok_or(Error::NotApplicable)?.copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(header);
+        header.get_mut(10..12).ok_or(Error::NotApplicable)?.copy_from_slice(&c.to_be_bytes());
+    }
+    match end {
+        QuotedEnd::Src => quoted.src = addr,
+        QuotedEnd::Dst => quoted.dst = addr,
+    }
+    quoted.ports = quoted.ports.map(|(s, d)| if end == QuotedEnd::Src { (port, d) } else { (s, port) });
+    summary.quoted = Some(quoted);
+    // The whole message's checksum, over the pseudo-header for ICMPv6.
+    let start = summary.l4_offset;
+    let message = packet.get_mut(start..summary.l3_end).ok_or(Error::NotApplicable)?;
+    message.get_mut(2..4).ok_or(Error::NotApplicable)?.copy_from_slice(&[0, 0]);
+    let check = match (summary.src, summary.dst) {
+        (Some(IpAddr::V6(s)), Some(IpAddr::V6(d))) => {
+            let len = u32::try_from(message.len()).map_err(|_| Error::TooLong)?;
+            let pseudo = checksum::pseudo_header_v6(s, summary.final_dst.unwrap_or(d), IpProtocol::ICMPV6, len);
+            !checksum::fold(checksum::sum(pseudo, message))
+        }
+        _ => checksum::checksum(message),
+    };
+    message.get_mut(2..4).ok_or(Error::NotApplicable)?.copy_from_slice(&check.to_be_bytes());
+    Ok(())
+}

@@ -38,7 +38,7 @@ pub use encap::{TunnelHeader, decapsulate, encapsulate};
 pub use error::{Error, Layer, Result};
 pub use ethernet::{EthernetFrame, EthernetHeader, VlanIds, VlanTag};
 pub use icmp::{IcmpHeader, QuotedPacket};
-pub use icmp_error::{IcmpError, icmp_error};
+pub use icmp_error::{IcmpError, QuotedEnd, icmp_error, rewrite_quoted};
 pub use ip::Fragment;
 pub use ipv4::{Ipv4Header, Ipv4Packet};
 pub use ipv6::{ExtensionChain, Ipv6Header, Ipv6Packet};

@@ -71,3 +71,48 @@ pub(crate) fn checksums_ok(frame: &[u8]) -> bool {
     let s = Summary::from_ethernet(frame).unwrap();
     s.ipv4_checksum_ok(frame).unwrap_or(true) && s.l4_checksum_ok(frame).unwrap_or(true)
 }
+
+/// Writes Ethernet frames to a classic pcap file (for tshark).
+pub(crate) fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for (i, f) in frames.iter().enumerate() {
+        out.extend_from_slice(&(i as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// tshark's fields for every frame of a capture (all occurrences, comma-separated), or None
+/// when tshark is not installed.
+pub(crate) fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args(["-n", "-r", path.to_str().unwrap(), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]);
+    cmd.args([
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+    })
+}
