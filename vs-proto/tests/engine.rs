@@ -655,3 +655,34 @@ fn the_neighbour_lookup_names_the_egress_port() {
     let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
     assert_eq!(lab.engine.process(&mut buf, 0, &TwoPorts), Verdict::Transmit { next_hop: c.0, port: 1 });
 }
+
+#[test]
+fn rates_every_two_seconds_and_zeroing() {
+    let mut lab = Lab::new("rr", Forward::Nat, &[1, 2], 4096);
+    let key = lab.tcp_key();
+    let mut n = 0u32;
+    for second in 0..60u64 {
+        for _ in 0..25 {
+            let c = (IpAddr::V4(Ipv4Addr::from(0xC612_4000 + n)), 2000);
+            n += 1;
+            lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), second * 1000);
+        }
+        lab.engine.sweep(second * 1000 + 999, 0);
+    }
+    let rates = lab.engine.service(&key).unwrap().rates();
+    assert_eq!(rates.cps, 25, "25 new connections a second");
+    assert_eq!(rates.in_pps, 25);
+    assert_eq!(lab.engine.stats().rates.rates().cps, 25);
+    let per_real: Vec<u64> = lab.engine.service(&key).unwrap().reals().map(|(r, _)| r.rates.rates().cps).collect();
+    assert!(per_real.iter().all(|c| (12..=13).contains(c)), "{per_real:?}");
+    // -Z: counters and rates start again; connection counts stay.
+    let active: u32 = lab.engine.service(&key).unwrap().reals().map(|(_, d)| d.active).sum();
+    lab.engine.zero_stats(Some(&key)).unwrap();
+    let svc = lab.engine.service(&key).unwrap();
+    assert_eq!((svc.stats().conns, svc.rates().cps), (0, 0));
+    assert_eq!(svc.reals().map(|(_, d)| d.active).sum::<u32>(), active);
+    assert_eq!(lab.engine.stats().total.conns, 1500, "the totals are zeroed only by -Z without a service");
+    lab.engine.zero_stats(None).unwrap();
+    assert_eq!(lab.engine.stats().total.conns, 0);
+    assert!(lab.engine.zero_stats(Some(&ServiceKey::new(IpProtocol::TCP, vip().0, 81))).is_err());
+}

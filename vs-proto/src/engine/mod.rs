@@ -35,7 +35,7 @@ use crate::wire::{
     TcpFlags, TunnelHeader, encapsulate, icmp_error, rewrite_quoted,
 };
 pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
-pub use stats::{Counters, DropReason, GlobalStats};
+pub use stats::{Counters, DropReason, Estimator, GlobalStats, Rates};
 pub use verdict::{Neighbour, Neighbours, Verdict};
 
 /// Milliseconds per connection-timer tick.
@@ -102,6 +102,8 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     config: EngineConfig,
     stats: GlobalStats,
     ip_ident: u16,
+    /// When the rate estimator runs next (every 2 s of host time).
+    next_estimate: Option<u64>,
 }
 
 /// Ticks for a host time.
@@ -165,6 +167,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             config,
             stats: GlobalStats::default(),
             ip_ident: 0,
+            next_estimate: None,
         })
     }
 
@@ -875,7 +878,45 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         for svc in self.services.as_mut().iter_mut().filter_map(|s| s.0.as_mut()) {
             vs_sched::Scheduler::tick(&mut svc.sched, svc.dests.as_slice(), now_ms);
         }
+        self.estimate(now_ms);
         expired_count
+    }
+
+    /// Runs the rate estimator for every 2-second period that has ended (a few at most: after
+    /// a long gap the averages simply restart from the current counters).
+    fn estimate(&mut self, now_ms: u64) {
+        const PERIOD_MS: u64 = 2000;
+        let next = *self.next_estimate.get_or_insert(now_ms.saturating_add(PERIOD_MS));
+        if now_ms < next {
+            return;
+        }
+        let periods = ((now_ms - next) / PERIOD_MS + 1).min(8);
+        for _ in 0..periods {
+            self.stats.rates.update(&self.stats.total);
+            for svc in self.services.as_mut().iter_mut().filter_map(|s| s.0.as_mut()) {
+                svc.estimate();
+            }
+        }
+        self.next_estimate = Some(next.saturating_add(periods * PERIOD_MS).max(now_ms.saturating_add(1)));
+    }
+
+    /// Zeroes counters and rates (`ipvsadm -Z`): of one service and its real servers, or of
+    /// everything including the totals. Connection counts stay.
+    ///
+    /// # Errors
+    /// [`ConfigError::NotFound`] for an unknown service.
+    pub fn zero_stats(&mut self, service: Option<&ServiceKey>) -> Result<(), ConfigError> {
+        match service {
+            Some(key) => self.service_mut(key)?.zero(),
+            None => {
+                for svc in self.services.as_mut().iter_mut().filter_map(|s| s.0.as_mut()) {
+                    svc.zero();
+                }
+                let drops = self.stats.drops;
+                self.stats = GlobalStats { drops, ..GlobalStats::default() };
+            }
+        }
+        Ok(())
     }
 
     fn pass(&mut self) -> Verdict {

@@ -4,7 +4,7 @@ use core::net::IpAddr;
 
 use vs_sched::{Builtin, DestConfig, DestError, DestId, DestList, SchedError, SchedFlags, SchedParams, Scheduler};
 
-use super::stats::Counters;
+use super::stats::{Counters, Estimator, Rates};
 use crate::conn::Forward;
 use crate::wire::IpProtocol;
 
@@ -169,6 +169,8 @@ pub struct RealServer {
     pub refs: u32,
     /// Counters.
     pub stats: Counters,
+    /// Rates.
+    pub rates: Estimator,
 }
 
 /// A virtual service with up to `D` real servers.
@@ -182,6 +184,7 @@ pub struct Service<const D: usize> {
     pub(crate) dests: DestList<D>,
     pub(crate) reals: [Option<RealServer>; D],
     pub(crate) stats: Counters,
+    pub(crate) rates: Estimator,
     /// Deleted: no longer matched; the slot is freed once its last connection expires.
     pub(crate) deleted: bool,
 }
@@ -204,6 +207,7 @@ impl<const D: usize> Service<D> {
             dests,
             reals: core::array::from_fn(|_| None),
             stats: Counters::default(),
+            rates: Estimator::default(),
             deleted: false,
         })
     }
@@ -244,6 +248,30 @@ impl<const D: usize> Service<D> {
         &self.stats
     }
 
+    /// Rates (updated every 2 s by the engine's sweep).
+    #[must_use]
+    pub fn rates(&self) -> Rates {
+        self.rates.rates()
+    }
+
+    /// Zeroes the counters and rates of the service and its real servers (`ipvsadm -Z -t ...`);
+    /// connection counts are not touched.
+    pub(crate) fn zero(&mut self) {
+        self.stats = Counters::default();
+        self.rates = Estimator::default();
+        for real in self.reals.iter_mut().flatten() {
+            real.stats = Counters::default();
+            real.rates = Estimator::default();
+        }
+    }
+
+    pub(crate) fn estimate(&mut self) {
+        self.rates.update(&self.stats);
+        for real in self.reals.iter_mut().flatten() {
+            real.rates.update(&real.stats);
+        }
+    }
+
     /// The real servers in IPVS list order (newest first), with their scheduler state.
     pub fn reals(&self) -> impl Iterator<Item = (&RealServer, &vs_sched::Dest)> {
         self.dests.as_slice().iter().filter_map(|d| self.reals.iter().flatten().find(|r| r.id == d.id).map(|r| (r, d)))
@@ -279,6 +307,7 @@ impl<const D: usize> Service<D> {
                 available: true,
                 refs: 0,
                 stats: Counters::default(),
+                rates: Estimator::default(),
             });
         }
         Ok(())

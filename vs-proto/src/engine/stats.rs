@@ -84,6 +84,8 @@ pub const DROP_REASONS: usize = DropReason::ALL.len();
 pub struct GlobalStats {
     /// Totals over every service.
     pub total: Counters,
+    /// Rates of the totals.
+    pub rates: Estimator,
     /// Packets dropped, per [`DropReason`].
     pub drops: [u64; DROP_REASONS],
     /// Packets handed back to the host.
@@ -103,5 +105,88 @@ impl GlobalStats {
     #[must_use]
     pub fn drops_for(&self, reason: DropReason) -> u64 {
         self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Rates as `ipvsadm --rate` shows them: per second, averaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rates {
+    /// Connections per second.
+    pub cps: u64,
+    /// Incoming packets per second.
+    pub in_pps: u64,
+    /// Outgoing packets per second.
+    pub out_pps: u64,
+    /// Incoming bytes per second.
+    pub in_bps: u64,
+    /// Outgoing bytes per second.
+    pub out_bps: u64,
+}
+
+/// IPVS's rate estimator (`ip_vs_est.c`): every 2 s each counter's rate over the interval
+/// enters an exponentially weighted average with weight 1/4, in fixed point (conns and packets
+/// scaled by 2^10, bytes by 2^5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Estimator {
+    last: Counters,
+    /// conns, in packets, out packets (× 2^10); in bytes, out bytes (× 2^5).
+    avg: [i64; 5],
+}
+
+impl Estimator {
+    /// Folds in the counters at the end of a 2-second interval.
+    pub fn update(&mut self, now: &Counters) {
+        let delta = |new: u64, old: u64| i64::try_from(new.wrapping_sub(old)).unwrap_or(i64::MAX);
+        let rates = [
+            delta(now.conns, self.last.conns) << 9,
+            delta(now.in_packets, self.last.in_packets) << 9,
+            delta(now.out_packets, self.last.out_packets) << 9,
+            delta(now.in_bytes, self.last.in_bytes) << 4,
+            delta(now.out_bytes, self.last.out_bytes) << 4,
+        ];
+        for (avg, rate) in self.avg.iter_mut().zip(rates) {
+            *avg = avg.wrapping_add(rate.wrapping_sub(*avg) >> 2);
+        }
+        self.last = *now;
+    }
+
+    /// The averages, rounded as ipvsadm reads them.
+    #[must_use]
+    pub fn rates(&self) -> Rates {
+        let read = |v: i64, round: i64, shift: u32| u64::try_from(v.wrapping_add(round) >> shift).unwrap_or(0);
+        let [c, ip, op, ib, ob] = self.avg;
+        Rates {
+            cps: read(c, 0x1FF, 10),
+            in_pps: read(ip, 0x1FF, 10),
+            out_pps: read(op, 0x1FF, 10),
+            in_bps: read(ib, 0xF, 5),
+            out_bps: read(ob, 0xF, 5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_estimator_follows_ipvs_arithmetic() {
+        let mut e = Estimator::default();
+        let mut c = Counters::default();
+        c.conns = 100;
+        c.in_bytes = 20_000;
+        e.update(&c);
+        // (100 << 9) / 4 = 12800 -> (12800 + 511) >> 10 = 12; bytes (20000 << 4) / 4 = 80000 -> 2500.
+        assert_eq!(e.rates().cps, 12);
+        assert_eq!(e.rates().in_bps, 2500);
+        for _ in 0..40 {
+            c.conns += 100;
+            c.in_bytes += 20_000;
+            e.update(&c);
+        }
+        assert_eq!(e.rates().cps, 50, "100 connections every 2 s");
+        assert_eq!(e.rates().in_bps, 10_000);
     }
 }
