@@ -174,9 +174,7 @@ mod tests {
     #[test]
     fn the_estimator_follows_ipvs_arithmetic() {
         let mut e = Estimator::default();
-        let mut c = Counters::default();
-        c.conns = 100;
-        c.in_bytes = 20_000;
+        let mut c = Counters { conns: 100, in_bytes: 20_000, ..Counters::default() };
         e.update(&c);
         // (100 << 9) / 4 = 12800 -> (12800 + 511) >> 10 = 12; bytes (20000 << 4) / 4 = 80000 -> 2500.
         assert_eq!(e.rates().cps, 12);
