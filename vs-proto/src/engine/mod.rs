@@ -14,6 +14,7 @@
 //! are relaxed for this module accordingly. Packet bytes are only touched through `wire`.
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::cast_possible_truncation)]
 
+mod fragments;
 pub mod service;
 pub mod stats;
 pub mod verdict;
@@ -62,6 +63,8 @@ pub struct EngineConfig {
     pub secure_tcp: bool,
     /// `expire_nodest_conn`: packets of a removed server's connections reschedule (else drop).
     pub expire_nodest_conn: bool,
+    /// Later fragments that match no first fragment go to the host (true) or are dropped.
+    pub pass_unmatched_fragments: bool,
     /// `expire_quiescent_template`: a template whose server was quiesced (weight 0) is not
     /// used any more (default: it is, until it expires).
     pub expire_quiescent_template: bool,
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             secure_tcp: false,
             expire_nodest_conn: false,
             expire_quiescent_template: false,
+            pass_unmatched_fragments: true,
             conn_reuse_mode: 1,
             seed: 0,
         }
@@ -104,6 +108,8 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     ip_ident: u16,
     /// When the rate estimator runs next (every 2 s of host time).
     next_estimate: Option<u64>,
+    /// Where later fragments go.
+    fragments: fragments::FragmentCache,
 }
 
 /// Ticks for a host time.
@@ -168,6 +174,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             stats: GlobalStats::default(),
             ip_ident: 0,
             next_estimate: None,
+            fragments: fragments::FragmentCache::default(),
         })
     }
 
@@ -390,12 +397,15 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 None => self.pass(),
             };
         }
+        if summary.is_later_fragment() {
+            return self.later_fragment(buf, &summary, now_ms, neighbours);
+        }
         let (Some(proto), Some(src), Some(dst), Some((sport, dport))) =
             (summary.proto, summary.src, summary.dst, summary.ports)
         else {
             return self.pass();
         };
-        if !matches!(proto, IpProtocol::TCP | IpProtocol::UDP) || summary.fragment.is_some() {
+        if !matches!(proto, IpProtocol::TCP | IpProtocol::UDP) {
             return self.pass();
         }
         if self.config.caps.verify(&summary, buf.data()).is_err() {
@@ -415,7 +425,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         // 1. A packet of a known connection, client to real server.
         if let Some(index) = self.conns.lookup_in(proto, flow.src, flow.dst) {
             match self.classify_in(index, &flow, now, opens) {
-                InHit::Forward => return self.forward_in(index, buf, &summary, &flow, now, neighbours),
+                InHit::Forward => {
+                    self.remember_fragment(&summary, index, true, now);
+                    return self.forward_in(index, buf, &summary, &flow, now, neighbours);
+                }
                 InHit::Drop(reason) => return self.drop(reason),
                 // Expired or released for reuse: the packet is a new connection.
                 InHit::Gone => {}
@@ -426,6 +439,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             if self.conns.get(index).is_some_and(|c| expired(c.expires(), now)) {
                 self.expire(index, now, false);
             } else {
+                self.remember_fragment(&summary, index, false, now);
                 return self.forward_out(index, buf, &summary, &flow, now, neighbours);
             }
         }
@@ -439,7 +453,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return self.pass();
         }
         match self.schedule(service, &flow, now, now_ms) {
-            Ok(Scheduled::Conn(index)) => self.forward_in(index, buf, &summary, &flow, now, neighbours),
+            Ok(Scheduled::Conn(index)) => {
+                self.remember_fragment(&summary, index, true, now);
+                self.forward_in(index, buf, &summary, &flow, now, neighbours)
+            }
             Ok(Scheduled::OnePacket { forward, real }) => {
                 self.transmit_in(buf, &summary, &flow, forward, real, neighbours)
             }
@@ -472,6 +489,70 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return Some(i);
         }
         self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
+    }
+
+    /// A first fragment: its later fragments will follow connection `index`.
+    fn remember_fragment(&mut self, summary: &Summary, index: ConnIndex, inbound: bool, now: u32) {
+        let (Some(fragment), Some(src), Some(dst), Some(proto)) =
+            (summary.fragment, summary.src, summary.dst, summary.proto)
+        else {
+            return;
+        };
+        let key = fragments::FragmentKey { src, dst, proto, ident: fragment.ident };
+        let expires = now.wrapping_add(timeout_ticks(fragments::FRAGMENT_TIMEOUT_S));
+        self.fragments.insert(key, index, inbound, expires, now);
+    }
+
+    /// A later fragment: it goes where its first fragment went, addresses rewritten for NAT
+    /// (it holds no ports), or to the host (or nowhere) when no first fragment was seen.
+    fn later_fragment(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        now_ms: u64,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        let now = ticks(now_ms);
+        let (Some(fragment), Some(src), Some(dst), Some(proto)) =
+            (summary.fragment, summary.src, summary.dst, summary.proto)
+        else {
+            return self.pass();
+        };
+        let key = fragments::FragmentKey { src, dst, proto, ident: fragment.ident };
+        let found = self
+            .fragments
+            .lookup(&key, now)
+            .filter(|(i, _)| self.conns.get(*i).is_some_and(|c| !expired(c.expires(), now)));
+        let Some((index, inbound)) = found else {
+            return if self.config.pass_unmatched_fragments {
+                self.pass()
+            } else {
+                self.drop(DropReason::UnmatchedFragment)
+            };
+        };
+        let Some(conn) = self.conns.get(index).copied() else { return self.pass() };
+        let length = summary.l3_end.saturating_sub(summary.l3_offset);
+        self.count(index, length, inbound);
+        let flow = Flow { proto, src: (src, 0), dst: (dst, 0), flags: TcpFlags::empty(), length };
+        if !inbound {
+            let mut summary = *summary;
+            let mut rw = Rewriter::new(buf.data_mut(), &mut summary, self.config.caps);
+            if rw.decrement_hop_limit().is_err() || rw.set_src_addr(conn.virt().0).is_err() {
+                return self.drop(DropReason::TtlExceeded);
+            }
+            return self.send_to(buf, &mut summary, dst, neighbours);
+        }
+        match conn.forward() {
+            Forward::Nat => {
+                let mut summary = *summary;
+                let mut rw = Rewriter::new(buf.data_mut(), &mut summary, self.config.caps);
+                if rw.decrement_hop_limit().is_err() || rw.set_dst_addr(conn.real().0).is_err() {
+                    return self.drop(DropReason::TtlExceeded);
+                }
+                self.send_to(buf, &mut summary, conn.real().0, neighbours)
+            }
+            forward => self.transmit_in(buf, summary, &flow, forward, conn.real(), neighbours),
+        }
     }
 
     /// Relays an ICMP error about a known connection (§5.5 of the reference): from the client

@@ -73,6 +73,8 @@ drop_reasons! {
     NoTunnelSource = "no tunnel source address",
     /// The buffer had no room for the headers to add.
     NoHeadroom = "no headroom",
+    /// A later fragment whose first fragment was not seen (when such fragments are dropped).
+    UnmatchedFragment = "unmatched fragment",
 }
 
 /// Number of drop reasons.
