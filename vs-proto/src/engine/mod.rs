@@ -14,6 +14,7 @@
 //! are relaxed for this module accordingly. Packet bytes are only touched through `wire`.
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::cast_possible_truncation)]
 
+pub mod defence;
 mod fragments;
 pub mod service;
 pub mod stats;
@@ -35,6 +36,7 @@ use crate::wire::{
     ChecksumCaps, IcmpError, IpProtocol, Ipv4Header, Ipv6Header, L3, MacAddr, PacketBuf, QuotedEnd, Rewriter, Summary,
     TcpFlags, TunnelHeader, encapsulate, icmp_error, rewrite_quoted,
 };
+pub use defence::Defence;
 pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
 pub use stats::{Counters, DropReason, Estimator, GlobalStats, Rates};
 pub use verdict::{Neighbour, Neighbours, Verdict};
@@ -73,6 +75,8 @@ pub struct EngineConfig {
     pub conn_reuse_mode: u8,
     /// Seed for the connection hash and the schedulers that draw random numbers.
     pub seed: u64,
+    /// Flood defence.
+    pub defence: Defence,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,7 @@ impl Default for EngineConfig {
             pass_unmatched_fragments: true,
             conn_reuse_mode: 1,
             seed: 0,
+            defence: Defence::default(),
         }
     }
 }
@@ -110,6 +115,13 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     next_estimate: Option<u64>,
     /// Where later fragments go.
     fragments: fragments::FragmentCache,
+    /// When the defence levels are re-evaluated next (every second of host time).
+    next_defence: Option<u64>,
+    drop_packet: defence::DropPacket,
+    /// Entries by class: [TCP, other].
+    class_entries: [usize; 2],
+    /// Random state for drop_entry's starting point.
+    rng: u64,
 }
 
 /// Ticks for a host time.
@@ -175,6 +187,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             ip_ident: 0,
             next_estimate: None,
             fragments: fragments::FragmentCache::default(),
+            next_defence: None,
+            drop_packet: defence::DropPacket::default(),
+            class_entries: [0, 0],
+            rng: config.seed ^ 0x5DEE_CE66_D1CE_5EED,
         })
     }
 
@@ -451,6 +467,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if !opens {
             // Only SYN (without RST) opens a TCP connection; the rest goes to the host.
             return self.pass();
+        }
+        if defence::on(self.config.defence.drop_packet) && self.drop_packet.todrop() {
+            return self.drop(DropReason::Defence);
         }
         match self.schedule(service, &flow, now, now_ms) {
             Ok(Scheduled::Conn(index)) => {
@@ -753,7 +772,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                     expires: now.wrapping_add(timeout_ticks(persistence.timeout_s)),
                     template: true,
                 };
-                let t = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+                let t = self.insert(&new)?;
                 self.bind(service, slot, ConnKind::Template);
                 t
             }
@@ -770,6 +789,20 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             t.set_expires(now.wrapping_add(timeout_ticks(persistence.timeout_s)));
         }
         Ok(Scheduled::Conn(index))
+    }
+
+    /// Inserts an entry within its class's limit (TCP, or everything else).
+    fn insert(&mut self, new: &NewConn) -> Result<ConnIndex, DropReason> {
+        let class = usize::from(new.proto != IpProtocol::TCP);
+        let limit = if class == 0 { self.config.defence.max_tcp } else { self.config.defence.max_other };
+        if limit != 0 && self.class_entries.get(class).is_some_and(|n| *n >= limit) {
+            return Err(DropReason::ClassFull);
+        }
+        let index = self.conns.insert(new).map_err(|_| DropReason::TableFull)?;
+        if let Some(n) = self.class_entries.get_mut(class) {
+            *n += 1;
+        }
+        Ok(index)
     }
 
     /// A template may be used while its server is in the service, and (with
@@ -834,7 +867,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             expires: now.wrapping_add(timeout_ticks(crate::conn::timeout::NEW_CONN_TIMEOUT_S)),
             template: false,
         };
-        let index = self.conns.insert(&new).map_err(|_| DropReason::TableFull)?;
+        let index = self.insert(&new)?;
         if let Some(t) = template {
             self.conns.set_link(index, t);
         }
@@ -893,6 +926,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         }
         let controller = if conn.is_template() { NO_LINK } else { self.conns.link(index) };
         self.conns.remove(index);
+        if let Some(n) = self.class_entries.get_mut(usize::from(conn.proto() != IpProtocol::TCP)) {
+            *n = n.saturating_sub(1);
+        }
         self.stats.expired = self.stats.expired.wrapping_add(1);
         let kind = if conn.is_template() {
             ConnKind::Template
@@ -960,7 +996,76 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             vs_sched::Scheduler::tick(&mut svc.sched, svc.dests.as_slice(), now_ms);
         }
         self.estimate(now_ms);
-        expired_count
+        expired_count + self.defend(now_ms)
+    }
+
+    /// Once a second of host time: re-evaluates the defence levels from the table's occupancy
+    /// and, while drop_entry is on, drops a bounded number of entries that are not yet
+    /// established. Returns how many were dropped.
+    fn defend(&mut self, now_ms: u64) -> usize {
+        let next = *self.next_defence.get_or_insert(now_ms.saturating_add(1000));
+        if now_ms < next {
+            return 0;
+        }
+        self.next_defence = Some(now_ms.saturating_add(1000));
+        let d = self.config.defence;
+        let capacity = self.conns.capacity();
+        let threshold = if d.threshold == 0 { capacity / 4 * 3 } else { d.threshold.min(capacity) };
+        let used = self.conns.len();
+        let pressure = used > threshold;
+        let secure_before = defence::on(d.secure_tcp);
+        let modes = [d.drop_entry, d.drop_packet, d.secure_tcp].map(|m| defence::next_mode(m, pressure));
+        self.config.defence.drop_entry = modes[0];
+        self.config.defence.drop_packet = modes[1];
+        self.config.defence.secure_tcp = modes[2];
+        // secure_tcp switches the state table on level changes only.
+        let secure_now = defence::on(modes[2]);
+        if secure_now != secure_before || d.secure_tcp == 3 {
+            self.config.secure_tcp = secure_now;
+        }
+        // drop_packet's rate: amemthresh / (amemthresh − available), with the free slots below
+        // the threshold standing for memory; am_droprate when always on.
+        self.drop_packet.rate = match modes[1] {
+            3 => d.am_droprate,
+            2 => {
+                let amemthresh = capacity - threshold;
+                let available = capacity - used;
+                u32::try_from(amemthresh / amemthresh.saturating_sub(available).max(1)).unwrap_or(u32::MAX).max(1)
+            }
+            _ => 0,
+        };
+        if !defence::on(modes[0]) {
+            return 0;
+        }
+        self.drop_entries(now_ms)
+    }
+
+    /// drop_entry: from a random place, looks at 1/32 of the table and drops TCP entries still
+    /// in SYN_RECV or SYNACK and templates never assured that control nothing. (The kernel
+    /// also drops some established entries by a rate rule on per-connection packet counts,
+    /// which this table does not keep.)
+    fn drop_entries(&mut self, now_ms: u64) -> usize {
+        let capacity = self.conns.capacity();
+        self.rng = self.rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let start = (self.rng >> 33) as usize % capacity.max(1);
+        let budget = (capacity / 32).max(1);
+        let now = ticks(now_ms);
+        let mut dropped = 0;
+        for k in 0..budget {
+            let index = ((start + k) % capacity) as ConnIndex;
+            let Some(conn) = self.conns.get(index).copied() else { continue };
+            let victim = if conn.is_template() {
+                !conn.is_assured() && self.conns.link(index) == 0
+            } else {
+                conn.proto() == IpProtocol::TCP && matches!(conn.state(), ConnState::SynRecv | ConnState::SynAck)
+            };
+            if victim {
+                self.expire(index, now, true);
+                dropped += 1;
+            }
+        }
+        self.stats.defence_dropped = self.stats.defence_dropped.wrapping_add(dropped as u64);
+        dropped
     }
 
     /// Runs the rate estimator for every 2-second period that has ended (a few at most: after

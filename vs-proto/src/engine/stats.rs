@@ -75,6 +75,10 @@ drop_reasons! {
     NoHeadroom = "no headroom",
     /// A later fragment whose first fragment was not seen (when such fragments are dropped).
     UnmatchedFragment = "unmatched fragment",
+    /// drop_packet: a new-connection packet dropped while the table is under pressure.
+    Defence = "dropped by defence (drop_packet)",
+    /// The protocol class (TCP or other) reached its share of the table.
+    ClassFull = "protocol class full",
 }
 
 /// Number of drop reasons.
@@ -94,6 +98,8 @@ pub struct GlobalStats {
     pub passed: u64,
     /// Connections expired.
     pub expired: u64,
+    /// Entries dropped by drop_entry.
+    pub defence_dropped: u64,
 }
 
 impl GlobalStats {
