@@ -100,3 +100,61 @@ fn unmatched_fragments_go_to_the_host_or_are_dropped() {
     assert_eq!(send(&mut dropping, &second).0, Verdict::Drop(DropReason::UnmatchedFragment));
     assert_eq!(dropping.stats().drops_for(DropReason::UnmatchedFragment), 1);
 }
+
+/// Splits an Ethernet/IPv6 frame (no extension headers) at `at` payload bytes into two
+/// fragments carrying Fragment headers with identification `ident`.
+fn fragment_v6(frame: &[u8], at: usize, ident: u32) -> (Vec<u8>, Vec<u8>) {
+    let (head, payload) = frame.split_at(54);
+    let next = head[20];
+    let make = |part: &[u8], offset: usize, more: bool| {
+        let mut f = head.to_vec();
+        f[20] = 44;
+        f[18..20].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+        let off = (offset as u16) | u16::from(more);
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&off.to_be_bytes());
+        f.extend_from_slice(&ident.to_be_bytes());
+        f.extend_from_slice(part);
+        f
+    };
+    (make(&payload[..at], 0, true), make(&payload[at..], at, false))
+}
+
+#[test]
+fn ipv6_fragments_follow_too() {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(64)].into_boxed_slice());
+    let services: &'static mut [ServiceSlot<4>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let mut e = Engine::new(ConnTable::new(memory, 64, 1).unwrap(), services, EngineConfig::default()).unwrap();
+    let key = ServiceKey::new(IpProtocol::UDP, a("2001:db8::100"), 53);
+    e.add_service(key, &ServiceConfig { scheduler: "rr", ..ServiceConfig::default() }).unwrap();
+    for real in ["2001:db8:1::1", "2001:db8:1::2"] {
+        e.add_real(
+            &key,
+            &RealConfig {
+                addr: a(real),
+                port: 53,
+                forward: Forward::Nat,
+                weight: 1,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        )
+        .unwrap();
+    }
+    let client = (a("2001:db8:5::1"), 33335);
+    let whole = frame(client, (a("2001:db8::100"), 53), IpProtocol::UDP, TcpFlags::empty(), &[9u8; 120]);
+    let (first, second) = fragment_v6(&whole, 64, 0xabcdef);
+    let (v1, out1) = send(&mut e, &first);
+    let Verdict::Transmit { next_hop, .. } = v1 else { panic!("{v1:?}") };
+    let (v2, out2) = send(&mut e, &second);
+    assert_eq!(v2, Verdict::Transmit { next_hop, port: 0 });
+    assert_eq!(Summary::from_ethernet(&out1).unwrap().dst, Some(next_hop));
+    assert_eq!(Summary::from_ethernet(&out2).unwrap().dst, Some(next_hop));
+    // Reassembled, the UDP checksum is valid for the real server's address.
+    let mut datagram = out1[62..].to_vec();
+    datagram.extend_from_slice(&out2[62..]);
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (client.0, next_hop) else { unreachable!() };
+    let pseudo = vs_proto::wire::checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, datagram.len() as u32);
+    assert!(checksum::is_valid(checksum::sum(pseudo, &datagram)));
+}

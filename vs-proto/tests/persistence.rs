@@ -185,3 +185,45 @@ fn only_assured_templates_survive_a_forced_expiry() {
     lab.send(cl, vip(80), IpProtocol::TCP, TcpFlags::RST | TcpFlags::ACK, 1);
     assert_eq!(lab.syn(cl, 2), Some(first));
 }
+
+#[test]
+fn a_persistent_port_zero_service_takes_every_port() {
+    let memory: &'static mut [u8] = Box::leak(vec![0u8; ConnTable::footprint(64)].into_boxed_slice());
+    let services: &'static mut [ServiceSlot<8>] =
+        Box::leak((0..2).map(|_| ServiceSlot::default()).collect::<Vec<_>>().into_boxed_slice());
+    let mut engine = Engine::new(ConnTable::new(memory, 64, 5).unwrap(), services, EngineConfig::default()).unwrap();
+    let key = ServiceKey::new(IpProtocol::TCP, vip(0).0, 0);
+    let config = ServiceConfig {
+        scheduler: "rr",
+        persistence: Some(Persistence { timeout_s: 300, prefix_len: 32 }),
+        ..ServiceConfig::default()
+    };
+    engine.add_service(key, &config).unwrap();
+    for n in 1..=2 {
+        let real = RealConfig {
+            addr: rs(n),
+            port: 0,
+            forward: Forward::DirectRoute,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        engine.add_real(&key, &real).unwrap();
+    }
+    let mut to = vec![];
+    for port in [80u16, 443, 8080] {
+        let f = frame(c(1, 1000 + port), vip(port), IpProtocol::TCP, TcpFlags::SYN, b"");
+        let mut storage = f.clone();
+        let mut buf = PacketBuf::new(&mut storage, 0, f.len()).unwrap();
+        match engine.process(&mut buf, 0, &|_| Some(MacAddr([2, 0, 0, 0, 0, 7]))) {
+            Verdict::Transmit { next_hop, .. } => to.push(next_hop),
+            v => panic!("port {port}: {v:?}"),
+        }
+    }
+    assert!(to.windows(2).all(|w| w[0] == w[1]), "every port of the client goes to one server: {to:?}");
+    // The template names no port: the connections keep the ports they were made to.
+    let ports: Vec<u16> =
+        engine.connections().iter().filter(|(_, c)| !c.is_template()).map(|(_, c)| c.real().1).collect();
+    assert_eq!(ports.len(), 3);
+    assert!(ports.contains(&443) && ports.contains(&8080));
+}

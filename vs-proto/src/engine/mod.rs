@@ -507,7 +507,17 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         {
             return Some(i);
         }
-        self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
+        if let Some(i) =
+            self.services.as_ref().iter().position(|s| live(s).is_some_and(|k| !k.is_fwmark() && matches(&k)))
+        {
+            return Some(i);
+        }
+        // A persistent service on port 0 takes every port of its address (`ip_vs_service_find`).
+        let any_port = ServiceKey::new(proto, dst.0, 0);
+        self.services
+            .as_ref()
+            .iter()
+            .position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == any_port && s.persistence.is_some()))
     }
 
     /// A first fragment: its later fragments will follow connection `index`.
