@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, the test suites (incl. the capture corpus
 # against tshark when ../shared/pcaps and tshark are present), the no-std proof, docs, the
-# defmt build, benchmark compilation and a bounded fuzz smoke run (when cargo-fuzz is installed).
+# defmt build, the C library's firmware build (the C/C++ suites run in cargo test), benchmark compilation and a bounded fuzz smoke run (when cargo-fuzz is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,9 @@ cargo test --workspace
 
 step "no-std proof"
 ./ci/nostd-check.sh
+
+step "C library: firmware (no_std) build"
+./ci/ffi-firmware.sh
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q

@@ -38,7 +38,7 @@ use crate::wire::{
 };
 pub use defence::Defence;
 pub use service::{ConfigError, Persistence, RealConfig, RealServer, Service, ServiceConfig, ServiceKey, ServiceSlot};
-pub use stats::{Counters, DropReason, Estimator, GlobalStats, Rates};
+pub use stats::{Counters, DROP_REASONS, DropReason, Estimator, GlobalStats, Rates};
 pub use verdict::{Neighbour, Neighbours, Verdict};
 
 /// Milliseconds per connection-timer tick.

@@ -1,0 +1,133 @@
+//! The C ABI from real C and C++ compilers: the C suite (`tests/c/test_vs.c`) linked against
+//! the static and the shared library, a C++17 translation unit, and the header's declarations
+//! against both libraries' exported symbols.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `target/<profile>`, where cargo puts the libraries this test's crate was built as.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn include_dir() -> PathBuf {
+    crate_dir().join("../include")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    text
+}
+
+const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+
+/// Builds the C suite against `link` (the library arguments) and runs it: every check passes.
+fn c_suite(name: &str, link: &[String]) -> u32 {
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let exe = out_dir.join(name);
+    run(Command::new("gcc")
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(include_dir())
+        .arg(crate_dir().join("tests/c/test_vs.c"))
+        .args(link)
+        .arg("-o")
+        .arg(&exe));
+    let output = run(&mut Command::new(&exe));
+    eprintln!("{name}: {output}");
+    let summary = output.lines().last().unwrap_or_default();
+    assert!(summary.contains(" 0 failures"), "{name}: {output}");
+    summary.split_whitespace().next().and_then(|n| n.parse().ok()).expect("check count")
+}
+
+#[test]
+fn c_suite_against_the_static_library() {
+    let lib = lib_dir().join("libvs_ffi.a");
+    assert!(lib.exists(), "{} not built", lib.display());
+    let link = [lib.display().to_string(), "-lpthread".into(), "-ldl".into(), "-lm".into()];
+    let checks = c_suite("test_vs_static", &link);
+    assert!(checks >= 250, "only {checks} checks ran");
+}
+
+#[test]
+fn c_suite_against_the_shared_library() {
+    let dir = lib_dir();
+    assert!(dir.join("libvs_ffi.so").exists(), "libvs_ffi.so not built");
+    let link = [format!("-L{}", dir.display()), "-lvs_ffi".into(), format!("-Wl,-rpath,{}", dir.display())];
+    let checks = c_suite("test_vs_shared", &link);
+    assert!(checks >= 250, "only {checks} checks ran");
+}
+
+#[test]
+fn cpp17_translation_unit_compiles() {
+    let obj = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("header_check.o");
+    run(Command::new("g++")
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-I"])
+        .arg(include_dir())
+        .arg(crate_dir().join("tests/cpp/header_check.cpp"))
+        .arg("-o")
+        .arg(obj));
+}
+
+#[test]
+fn firmware_declarations_compile_as_c() {
+    // With VS_NO_STD the header declares the no_std build's functions instead of the std ones.
+    let src = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nostd_header.c");
+    std::fs::write(
+        &src,
+        "#include \"vs.h\"\nstatic void hook(const char *m, size_t n, void *u) { (void)m; (void)n; (void)u; }\n\
+         void setup(void) { vs_set_panic_hook(hook, 0); }\n",
+    )
+    .expect("write");
+    run(Command::new("gcc")
+        .args(C_FLAGS)
+        .args(["-DVS_NO_STD", "-c", "-I"])
+        .arg(include_dir())
+        .arg(&src)
+        .arg("-o")
+        .arg(src.with_extension("o")));
+}
+
+/// The functions the header declares without extra defines.
+fn declared_functions() -> Vec<String> {
+    let header = std::fs::read_to_string(include_dir().join("vs.h")).expect("read vs.h");
+    let mut names = Vec::new();
+    let mut nostd_block = false;
+    for line in header.lines() {
+        if line.starts_with("#if !defined(VS_STD)") {
+            nostd_block = true;
+        } else if line.starts_with("#endif") {
+            nostd_block = false;
+        } else if !nostd_block
+            && !line.starts_with(' ')
+            && !line.starts_with("typedef")
+            && let Some(open) = line.find('(')
+            && line.ends_with(");")
+        {
+            let name = line.get(..open).unwrap_or_default().rsplit([' ', '*']).next().unwrap_or_default();
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn every_declared_function_is_exported_by_both_libraries() {
+    let declared = declared_functions();
+    assert!(declared.len() >= 30, "found only {} declarations", declared.len());
+    let dir = lib_dir();
+    let shared = run(Command::new("nm").args(["-D", "--defined-only"]).arg(dir.join("libvs_ffi.so")));
+    let archive = run(Command::new("nm").args(["-g", "--defined-only"]).arg(dir.join("libvs_ffi.a")));
+    for name in &declared {
+        let exported = |table: &str| table.lines().any(|l| l.ends_with(&format!(" T {name}")));
+        assert!(exported(&shared), "{name} is not exported by libvs_ffi.so");
+        assert!(exported(&archive), "{name} is not exported by libvs_ffi.a");
+    }
+}
