@@ -2,13 +2,26 @@
 //! the static and the shared library, a C++17 translation unit, and the header's declarations
 //! against both libraries' exported symbols.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// `target/<profile>`, where cargo puts the libraries this test's crate was built as.
+/// Where the C libraries are: `cargo test` builds this crate only as an rlib for its tests, so
+/// the static and shared libraries are built here once, into a target directory of their own
+/// (the outer cargo holds the lock on the main one).
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ffi-build");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            run(Command::new(cargo)
+                .args(["build", "--quiet", "--offline", "-p", "vs-ffi", "--target-dir"])
+                .arg(&target)
+                .current_dir(crate_dir()));
+            target.join("debug")
+        })
+        .clone()
 }
 
 fn crate_dir() -> PathBuf {
