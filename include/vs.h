@@ -21,6 +21,9 @@
 /* An engine: an opaque handle from vs_engine_init or vs_engine_new. One thread at a time. */
 typedef struct vs_engine vs_engine;
 
+/* The symbol a scheduler plugin exports, of type vs_sched_plugin_entry. */
+#define VS_SCHED_PLUGIN_ENTRY "vs_sched_plugin_v1"
+
 
 /*
  `vs_engine_config.checksum`: verify received checksums and compute transmitted ones.
@@ -46,6 +49,36 @@ typedef struct vs_engine vs_engine;
  Real servers per service (the compiled limit of every service slot).
  */
 #define VS_MAX_REALS 64
+
+/*
+ The plugin ABI's major version: plugins built for another are refused.
+ */
+#define VS_SCHED_ABI_MAJOR 1
+
+/*
+ A plugin operation succeeded.
+ */
+#define VS_SCHED_OK 0
+
+/*
+ The plugin cannot serve so many destinations.
+ */
+#define VS_SCHED_TOO_MANY 1
+
+/*
+ The plugin refuses a parameter (the service's flags).
+ */
+#define VS_SCHED_BAD_PARAMETER 2
+
+/*
+ `vs_sched_dest.flags`: linked in its service.
+ */
+#define VS_DEST_AVAILABLE 1
+
+/*
+ `vs_sched_dest.flags`: over its upper threshold (skip it).
+ */
+#define VS_DEST_OVERLOAD 2
 
 /*
  `vs_verdict.action`: hand the packet to the host unchanged (not for a virtual service).
@@ -317,6 +350,149 @@ typedef struct {
 } vs_limits;
 
 /*
+ An IPv4 or IPv6 address in network byte order.
+ */
+typedef struct {
+  /*
+   `VS_AF_INET` or `VS_AF_INET6`.
+   */
+  uint8_t family;
+  /*
+   The address: 4 bytes for IPv4 (the rest zero), 16 for IPv6.
+   */
+  uint8_t bytes[16];
+} vs_addr;
+
+/*
+ A destination (real server) as a scheduler sees it. The array a scheduler receives is in
+ IPVS list order (index 0 = the most recently added); `schedule` returns an index into it.
+ */
+typedef struct {
+  /*
+   Stable handle (a slot and generation; never names another destination).
+   */
+  uint32_t id;
+  /*
+   `VS_DEST_*` bits.
+   */
+  uint32_t flags;
+  /*
+   Address.
+   */
+  vs_addr addr;
+  /*
+   Port, host byte order.
+   */
+  uint16_t port;
+  /*
+   Weight (0: quiesced, no new connections).
+   */
+  uint32_t weight;
+  /*
+   The last non-zero weight.
+   */
+  uint32_t last_weight;
+  /*
+   Active connections.
+   */
+  uint32_t active;
+  /*
+   Inactive connections.
+   */
+  uint32_t inactive;
+  /*
+   Persistence templates.
+   */
+  uint32_t persistent;
+  /*
+   Upper connection threshold (0: none).
+   */
+  uint32_t upper_threshold;
+  /*
+   Lower connection threshold (0: none).
+   */
+  uint32_t lower_threshold;
+} vs_sched_dest;
+
+/*
+ The packet a new connection starts with.
+ */
+typedef struct {
+  /*
+   IP protocol.
+   */
+  uint8_t protocol;
+  /*
+   An ICMP error about a reply: hash the destination where you would hash the source.
+   */
+  bool inverse;
+  /*
+   Source port.
+   */
+  uint16_t sport;
+  /*
+   Destination port.
+   */
+  uint16_t dport;
+  /*
+   Source address.
+   */
+  vs_addr src;
+  /*
+   Destination address.
+   */
+  vs_addr dst;
+} vs_sched_packet;
+
+/*
+ A scheduler plugin's table. Every function pointer but `schedule` may be NULL (nothing to
+ do). `state` is what `init_service` stored for the service.
+ */
+typedef struct {
+  /*
+   `VS_PLUGIN_ABI_MAJOR` of the header the plugin was built with.
+   */
+  uint32_t abi_major;
+  /*
+   `sizeof(vs_sched_ops)` as the plugin was built.
+   */
+  uint32_t struct_size;
+  /*
+   The scheduler's name (at most 15 bytes, not a built-in's), NUL-terminated.
+   */
+  const char *name;
+  /*
+   A service starts using the scheduler with these destinations: store the per-service
+   state in `*state`. `flags` are the service's `VS_SCHED_FLAG_*`, `seed` the engine's.
+   */
+  int32_t (*init_service)(void **state, const vs_sched_dest *dests, size_t count, uint32_t flags, uint64_t seed);
+  /*
+   The service stops using it: release `state`.
+   */
+  void (*done_service)(void *state);
+  /*
+   `dests[index]` was just added.
+   */
+  int32_t (*add_dest)(void *state, const vs_sched_dest *dests, size_t count, size_t index);
+  /*
+   `removed` (which stood at `index`) was just removed; `dests` no longer holds it.
+   */
+  void (*del_dest)(void *state, const vs_sched_dest *dests, size_t count, const vs_sched_dest *removed, size_t index);
+  /*
+   `dests[index]` was edited (weight, thresholds).
+   */
+  int32_t (*upd_dest)(void *state, const vs_sched_dest *dests, size_t count, size_t index);
+  /*
+   Chooses the destination for a new connection: its index, or -1 for none.
+   */
+  int64_t (*schedule)(void *state, const vs_sched_dest *dests, size_t count, const vs_sched_packet *packet, uint64_t now_ms);
+  /*
+   Reserved for later minor versions: NULL.
+   */
+  const void *reserved[8];
+} vs_sched_ops;
+
+/*
  A packet in a buffer with headroom: the packet is `data[head .. head + len]` of a buffer of
  `capacity` bytes. Tunnels push headers into the headroom (leave at least 40 bytes); the
  engine updates `head` and `len`.
@@ -343,20 +519,6 @@ typedef struct {
    */
   uint32_t mark;
 } vs_packet;
-
-/*
- An IPv4 or IPv6 address in network byte order.
- */
-typedef struct {
-  /*
-   `VS_AF_INET` or `VS_AF_INET6`.
-   */
-  uint8_t family;
-  /*
-   The address: 4 bytes for IPv4 (the rest zero), 16 for IPv6.
-   */
-  uint8_t bytes[16];
-} vs_addr;
 
 /*
  The host's neighbour lookup: fill `mac` (6 bytes) and `port` for `next_hop` and return
@@ -721,6 +883,11 @@ typedef struct {
   uint64_t expires_in_ms;
 } vs_conn_info;
 
+/*
+ A plugin's entry point: its operations table for a host of ABI `host_abi_major`, or NULL.
+ */
+typedef const vs_sched_ops *(*vs_sched_plugin_entry)(uint32_t host_abi_major);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -806,6 +973,28 @@ vs_status vs_engine_new(const vs_limits *limits, const vs_engine_config *config,
  `engine` must not be used afterwards.
  */
 vs_status vs_engine_free(vs_engine *engine);
+#endif
+
+/*
+ Registers a scheduler implemented in C (statically linked, as firmware does): services of
+ this engine may then name it. The table must stay valid and unchanged while the engine
+ lives. `VS_ERR_PLUGIN_ABI` for another ABI major or table size, `VS_ERR_EXISTS` for a name
+ taken (built-in or registered), `VS_ERR_FULL` beyond 8 registrations.
+
+ # Safety
+ `ops` must point to a table that outlives the engine.
+ */
+vs_status vs_register_scheduler(vs_engine *engine, const vs_sched_ops *ops);
+
+#if defined(VS_STD)
+/*
+ Loads a scheduler plugin from the shared library at `path` (`std` builds) and registers
+ it in `engine` under its own name. The library is never unloaded.
+
+ # Safety
+ `path` must be NULL or a NUL-terminated string; loading runs the library's initialisers.
+ */
+vs_status vs_load_plugin(vs_engine *engine, const char *path);
 #endif
 
 /*

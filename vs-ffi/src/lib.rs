@@ -13,6 +13,7 @@
 mod boundary;
 mod config;
 mod engine;
+mod plugin;
 mod process;
 mod service;
 mod stats;
@@ -22,6 +23,7 @@ mod types;
 pub use boundary::*;
 pub use config::*;
 pub use engine::*;
+pub use plugin::*;
 pub use process::*;
 pub use service::*;
 pub use stats::*;

@@ -106,7 +106,7 @@ fn with_service_config<T>(
 fn real_from(c: &vs_real_config) -> Result<RealConfig, vs_status> {
     check_size::<vs_real_config>(c.struct_size)?;
     Ok(RealConfig {
-        addr: c.addr.to_ip()?,
+        addr: crate::types::ip_of(c.addr)?,
         port: c.port,
         forward: forward_from(c.forward)?,
         weight: c.weight,
@@ -220,7 +220,7 @@ pub extern "C" fn vs_real_delete(
     addr: *const vs_addr,
     port: u16,
 ) -> vs_status {
-    on_service(engine, key, |e, key| Ok(e.delete_real(&key, ref_in(addr)?.to_ip()?, port)?))
+    on_service(engine, key, |e, key| Ok(e.delete_real(&key, crate::types::ip_of(*ref_in(addr)?)?, port)?))
 }
 
 /// A service as `ipvsadm -L -n` lists it.

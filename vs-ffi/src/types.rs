@@ -1,55 +1,25 @@
 //! Plain C values: addresses, service keys, counters, and their conversions.
 
 use core::ffi::c_char;
-use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::IpAddr;
 
 use vs_proto::engine::{Counters, Rates, ServiceKey};
 use vs_proto::wire::IpProtocol;
 
 use crate::status::vs_status;
 
+pub use vs_plugin::vs_addr;
+
+// The header's copies of vs-plugin's constants (cbindgen prints this crate's constants only).
 /// `vs_addr.family` of an IPv4 address (its 4 bytes first in `bytes`).
 pub const VS_AF_INET: u8 = 4;
 /// `vs_addr.family` of an IPv6 address.
 pub const VS_AF_INET6: u8 = 6;
+const _: () = assert!(VS_AF_INET == vs_plugin::VS_AF_INET && VS_AF_INET6 == vs_plugin::VS_AF_INET6);
 
-/// An IPv4 or IPv6 address in network byte order.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct vs_addr {
-    /// `VS_AF_INET` or `VS_AF_INET6`.
-    pub family: u8,
-    /// The address: 4 bytes for IPv4 (the rest zero), 16 for IPv6.
-    pub bytes: [u8; 16],
-}
-
-impl vs_addr {
-    /// The Rust address, or `VS_ERR_INVALID` for an unknown family.
-    pub(crate) fn to_ip(self) -> Result<IpAddr, vs_status> {
-        match self.family {
-            VS_AF_INET => {
-                let [a, b, c, d, ..] = self.bytes;
-                Ok(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
-            }
-            VS_AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(self.bytes))),
-            _ => Err(vs_status::VS_ERR_INVALID),
-        }
-    }
-}
-
-impl From<IpAddr> for vs_addr {
-    fn from(ip: IpAddr) -> Self {
-        let mut bytes = [0; 16];
-        match ip {
-            IpAddr::V4(a) => {
-                if let Some(head) = bytes.get_mut(..4) {
-                    head.copy_from_slice(&a.octets());
-                }
-                vs_addr { family: VS_AF_INET, bytes }
-            }
-            IpAddr::V6(a) => vs_addr { family: VS_AF_INET6, bytes: a.octets() },
-        }
-    }
+/// The Rust address of a C one, or `VS_ERR_INVALID` for an unknown family.
+pub(crate) fn ip_of(addr: vs_addr) -> Result<IpAddr, vs_status> {
+    addr.to_ip().ok_or(vs_status::VS_ERR_INVALID)
 }
 
 /// A virtual service's identity: protocol, address and port, or a firewall mark.
@@ -68,7 +38,7 @@ pub struct vs_service_key {
 
 impl vs_service_key {
     pub(crate) fn to_key(self) -> Result<ServiceKey, vs_status> {
-        let addr = self.addr.to_ip()?;
+        let addr = ip_of(self.addr)?;
         if self.fwmark != 0 {
             return Ok(ServiceKey::fwmark(self.fwmark, addr.is_ipv6()));
         }

@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod dest;
+pub mod external;
 pub mod hash;
 pub mod list;
 pub mod registry;
@@ -30,6 +31,7 @@ pub mod scheduler;
 pub const MAX_DESTS: usize = 1024;
 
 pub use dest::{ConnKind, Dest, DestFlags, DestId};
+pub use external::{AnyScheduler, External, ExternalOps, ExternalScheduler};
 pub use list::{DestConfig, DestError, DestList};
 pub use registry::{BUILTIN_NAMES, Builtin, Registry, RegistryError, SchedParams, SchedulerKind};
 pub use rng::Rng;

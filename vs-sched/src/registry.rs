@@ -134,32 +134,7 @@ impl Builtin {
     }
 }
 
-impl Scheduler for Builtin {
-    fn name(&self) -> &str {
-        self.inner_ref().name()
-    }
-    fn init_service(&mut self, dests: &[Dest]) -> Result<(), SchedError> {
-        self.inner().init_service(dests)
-    }
-    fn done_service(&mut self) {
-        self.inner().done_service();
-    }
-    fn add_dest(&mut self, dests: &[Dest], index: usize) -> Result<(), SchedError> {
-        self.inner().add_dest(dests, index)
-    }
-    fn del_dest(&mut self, dests: &[Dest], removed: &Dest, index: usize) {
-        self.inner().del_dest(dests, removed, index);
-    }
-    fn upd_dest(&mut self, dests: &[Dest], index: usize) -> Result<(), SchedError> {
-        self.inner().upd_dest(dests, index)
-    }
-    fn tick(&mut self, dests: &[Dest], now_ms: u64) {
-        self.inner().tick(dests, now_ms);
-    }
-    fn schedule(&mut self, dests: &[Dest], packet: &PacketInfo, now_ms: u64) -> Option<usize> {
-        self.inner().schedule(dests, packet, now_ms)
-    }
-}
+crate::scheduler::forward_scheduler!(Builtin);
 
 /// Why a name could not be resolved or registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

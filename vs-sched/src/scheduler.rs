@@ -153,6 +153,40 @@ pub trait Scheduler {
     fn schedule(&mut self, dests: &[Dest], packet: &PacketInfo, now_ms: u64) -> Option<usize>;
 }
 
+/// Implements [`Scheduler`] for an enum of schedulers by forwarding every operation to the
+/// scheduler its `inner` / `inner_ref` methods return.
+macro_rules! forward_scheduler {
+    ($ty:ty) => {
+        impl $crate::scheduler::Scheduler for $ty {
+            fn name(&self) -> &str {
+                self.inner_ref().name()
+            }
+            fn init_service(&mut self, dests: &[Dest]) -> Result<(), SchedError> {
+                self.inner().init_service(dests)
+            }
+            fn done_service(&mut self) {
+                self.inner().done_service();
+            }
+            fn add_dest(&mut self, dests: &[Dest], index: usize) -> Result<(), SchedError> {
+                self.inner().add_dest(dests, index)
+            }
+            fn del_dest(&mut self, dests: &[Dest], removed: &Dest, index: usize) {
+                self.inner().del_dest(dests, removed, index);
+            }
+            fn upd_dest(&mut self, dests: &[Dest], index: usize) -> Result<(), SchedError> {
+                self.inner().upd_dest(dests, index)
+            }
+            fn tick(&mut self, dests: &[Dest], now_ms: u64) {
+                self.inner().tick(dests, now_ms);
+            }
+            fn schedule(&mut self, dests: &[Dest], packet: &PacketInfo, now_ms: u64) -> Option<usize> {
+                self.inner().schedule(dests, packet, now_ms)
+            }
+        }
+    };
+}
+pub(crate) use forward_scheduler;
+
 /// The position of the destination with this id, if it is still in the list.
 pub(crate) fn position(dests: &[Dest], id: crate::dest::DestId) -> Option<usize> {
     dests.iter().position(|d| d.id == id)

@@ -481,6 +481,67 @@ static void test_misuse(vs_engine *e) {
     CHECK(n == 0);
 }
 
+/* A scheduler in C registered statically, as firmware does: the newest real server always. */
+static int newest_calls;
+
+static int64_t newest_schedule(void *state, const vs_sched_dest *dests, size_t count, const vs_sched_packet *packet,
+                               uint64_t now_ms) {
+    (void)state;
+    (void)now_ms;
+    newest_calls++;
+    if (count == 0 || packet->protocol != 6) return -1;
+    return (dests[0].flags & VS_DEST_AVAILABLE) && dests[0].weight > 0 ? 0 : -1;
+}
+
+static const vs_sched_ops NEWEST = {
+    .abi_major = VS_SCHED_ABI_MAJOR,
+    .struct_size = sizeof(vs_sched_ops),
+    .name = "newest",
+    .schedule = newest_schedule,
+};
+
+static void test_static_scheduler(void) {
+    uint8_t *memory = NULL;
+    vs_engine *e = make_engine(&memory);
+    vs_service_key key = tcp_service(80);
+    vs_service_config sc;
+    vs_service_config_default(&sc);
+    sc.scheduler = "newest";
+    CHECK_STATUS(vs_service_add(e, &key, &sc), VS_ERR_UNKNOWN_SCHEDULER);
+    CHECK_STATUS(vs_register_scheduler(e, &NEWEST), VS_OK);
+    CHECK_STATUS(vs_register_scheduler(e, &NEWEST), VS_ERR_EXISTS);
+    CHECK_STATUS(vs_register_scheduler(e, NULL), VS_ERR_NULL);
+    vs_sched_ops wrong = NEWEST;
+    wrong.abi_major = VS_SCHED_ABI_MAJOR + 1;
+    CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_PLUGIN_ABI);
+    wrong = NEWEST;
+    wrong.struct_size = 16;
+    CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_PLUGIN_ABI);
+    wrong = NEWEST;
+    wrong.name = "rr";
+    CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_EXISTS);
+    wrong.name = "a-name-far-too-long";
+    CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_INVALID);
+    wrong = NEWEST;
+    wrong.schedule = NULL;
+    CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_INVALID);
+    add_service(e, 80, "newest", VS_FWD_NAT, 3, 8080);
+    uint8_t buf[256] = {0};
+    for (uint16_t c = 0; c < 5; c++) {
+        size_t len = tcp_frame(buf + 64, CLIENT_MAC, DIRECTOR_MAC, CLIENT, (uint16_t)(45000 + c), VIP, 80, 0x02, "");
+        vs_packet p = {buf, sizeof buf, 64, len, 0};
+        vs_verdict v;
+        CHECK_STATUS(vs_process(e, &p, 1000, neighbours, NULL, &v), VS_OK);
+        CHECK(v.action == VS_TRANSMIT && buf[64 + 14 + 19] == 3); /* 198.18.1.3 was added last */
+    }
+    CHECK(newest_calls == 5);
+    vs_service_info info;
+    size_t n = 0;
+    CHECK_STATUS(vs_service_list(e, &info, 1, &n), VS_OK);
+    CHECK(n == 1 && strcmp(info.scheduler, "newest") == 0);
+    free(memory);
+}
+
 #if defined(VS_STD)
 static void test_heap_engine(void) {
     vs_limits limits = {sizeof(vs_limits), 4096, 4};
@@ -505,6 +566,7 @@ int main(void) {
     test_burst_stats_sweep(e);
     test_config(e);
     test_misuse(e);
+    test_static_scheduler();
 #if defined(VS_STD)
     CHECK_STATUS(vs_engine_free(e), VS_ERR_INVALID); /* caller memory: not ours to free */
     test_heap_engine();

@@ -22,7 +22,7 @@ pub mod verdict;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use vs_sched::{ConnKind, PacketInfo};
+use vs_sched::{ConnKind, ExternalScheduler, PacketInfo};
 
 use core::marker::PhantomData;
 
@@ -122,7 +122,12 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     class_entries: [usize; 2],
     /// Random state for drop_entry's starting point.
     rng: u64,
+    /// Schedulers the host registered (C code, plugins), usable by name like the built-ins.
+    externals: heapless::Vec<ExternalScheduler, MAX_EXTERNAL_SCHEDULERS>,
 }
+
+/// How many external schedulers an engine can register.
+pub const MAX_EXTERNAL_SCHEDULERS: usize = 8;
 
 /// Ticks for a host time.
 fn ticks(now_ms: u64) -> u32 {
@@ -191,6 +196,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             drop_packet: defence::DropPacket::default(),
             class_entries: [0, 0],
             rng: config.seed ^ 0x5DEE_CE66_D1CE_5EED,
+            externals: heapless::Vec::new(),
         })
     }
 
@@ -242,6 +248,24 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         self.services.as_mut().get_mut(i).and_then(|s| s.0.as_mut()).ok_or(ConfigError::NotFound)
     }
 
+    /// Registers a scheduler implemented outside (C code, a plugin): services may then name it
+    /// like a built-in scheduler.
+    ///
+    /// # Errors
+    /// [`ConfigError::Exists`] when the name is a built-in or already registered,
+    /// [`ConfigError::Invalid`] for an empty name or one longer than 15 bytes (IPVS's limit),
+    /// [`ConfigError::Full`] beyond [`MAX_EXTERNAL_SCHEDULERS`].
+    pub fn register_scheduler(&mut self, scheduler: ExternalScheduler) -> Result<(), ConfigError> {
+        let name = scheduler.name();
+        if name.is_empty() || name.len() > vs_sched::registry::MAX_NAME_LEN {
+            return Err(ConfigError::Invalid);
+        }
+        if vs_sched::BUILTIN_NAMES.contains(&name) || self.externals.iter().any(|e| e.name() == name) {
+            return Err(ConfigError::Exists);
+        }
+        self.externals.push(scheduler).map_err(|_| ConfigError::Full)
+    }
+
     /// Adds a virtual service (`ipvsadm -A`).
     ///
     /// # Errors
@@ -255,7 +279,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return Err(ConfigError::Exists);
         }
         let free = self.services.as_ref().iter().position(|s| s.0.is_none()).ok_or(ConfigError::Full)?;
-        let service = Service::new(key, config, self.config.seed)?;
+        let service = Service::new(key, config, self.config.seed, &self.externals)?;
         if let Some(slot) = self.services.as_mut().get_mut(free) {
             slot.0 = Some(service);
         }
@@ -268,11 +292,11 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// [`ConfigError::NotFound`], [`ConfigError::UnknownScheduler`].
     pub fn edit_service(&mut self, key: &ServiceKey, config: &ServiceConfig<'_>) -> Result<(), ConfigError> {
         let seed = self.config.seed;
+        let mut fresh = service::scheduler_for(config, seed, &self.externals)?;
         let service = self.service_mut(key)?;
-        let mut fresh: Service<D> = Service::new(*key, config, seed)?;
-        vs_sched::Scheduler::init_service(&mut fresh.sched, service.dests.as_slice())
-            .map_err(ConfigError::Scheduler)?;
-        service.sched = fresh.sched;
+        vs_sched::Scheduler::init_service(&mut fresh, service.dests.as_slice()).map_err(ConfigError::Scheduler)?;
+        vs_sched::Scheduler::done_service(&mut service.sched);
+        service.sched = fresh;
         service.flags = config.flags;
         service.one_packet = config.one_packet;
         service.persistence = config.persistence;
@@ -296,6 +320,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 }
             }
             if service.unused() {
+                vs_sched::Scheduler::done_service(&mut service.sched);
                 slot.0 = None;
             }
         }
@@ -975,6 +1000,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             }
         }
         if svc.deleted && svc.unused() {
+            vs_sched::Scheduler::done_service(&mut svc.sched);
             entry.0 = None;
         }
     }

@@ -2,7 +2,10 @@
 
 use core::net::IpAddr;
 
-use vs_sched::{Builtin, DestConfig, DestError, DestId, DestList, SchedError, SchedFlags, SchedParams, Scheduler};
+use vs_sched::{
+    AnyScheduler, Builtin, DestConfig, DestError, DestId, DestList, ExternalScheduler, SchedError, SchedFlags,
+    SchedParams, Scheduler,
+};
 
 use super::stats::{Counters, Estimator, Rates};
 use crate::conn::Forward;
@@ -177,7 +180,7 @@ pub struct RealServer {
 #[derive(Debug, Clone)]
 pub struct Service<const D: usize> {
     pub(crate) key: ServiceKey,
-    pub(crate) sched: Builtin,
+    pub(crate) sched: AnyScheduler,
     pub(crate) flags: SchedFlags,
     pub(crate) one_packet: bool,
     pub(crate) persistence: Option<Persistence>,
@@ -190,12 +193,14 @@ pub struct Service<const D: usize> {
 }
 
 impl<const D: usize> Service<D> {
-    pub(crate) fn new(key: ServiceKey, config: &ServiceConfig<'_>, seed: u64) -> Result<Self, ConfigError> {
-        let params = SchedParams { flags: config.flags, seed, ..SchedParams::default() };
-        let mut sched = Builtin::by_name(config.scheduler, &params).map_err(|e| match e {
-            vs_sched::RegistryError::Sched(s) => ConfigError::Scheduler(s),
-            _ => ConfigError::UnknownScheduler,
-        })?;
+    /// A service with no real servers, its scheduler initialised.
+    pub(crate) fn new(
+        key: ServiceKey,
+        config: &ServiceConfig<'_>,
+        seed: u64,
+        externals: &[ExternalScheduler],
+    ) -> Result<Self, ConfigError> {
+        let mut sched = scheduler_for(config, seed, externals)?;
         let dests = DestList::new();
         sched.init_service(dests.as_slice()).map_err(ConfigError::Scheduler)?;
         Ok(Service {
@@ -342,6 +347,24 @@ impl<const D: usize> Service<D> {
     /// True when nothing refers to the service any more.
     pub(crate) fn unused(&self) -> bool {
         self.reals.iter().flatten().all(|r| r.refs == 0)
+    }
+}
+
+/// A scheduler by name, built in or registered by the host, not yet initialised.
+pub(crate) fn scheduler_for(
+    config: &ServiceConfig<'_>,
+    seed: u64,
+    externals: &[ExternalScheduler],
+) -> Result<AnyScheduler, ConfigError> {
+    let params = SchedParams { flags: config.flags, seed, ..SchedParams::default() };
+    match Builtin::by_name(config.scheduler, &params) {
+        Ok(b) => Ok(AnyScheduler::Builtin(b)),
+        Err(vs_sched::RegistryError::Sched(s)) => Err(ConfigError::Scheduler(s)),
+        Err(_) => externals
+            .iter()
+            .find(|e| e.name() == config.scheduler)
+            .map(|e| AnyScheduler::External(e.instance(params)))
+            .ok_or(ConfigError::UnknownScheduler),
     }
 }
 
