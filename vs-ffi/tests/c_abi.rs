@@ -144,3 +144,12 @@ fn every_declared_function_is_exported_by_both_libraries() {
         assert!(exported(&archive), "{name} is not exported by libvs_ffi.a");
     }
 }
+
+#[test]
+fn the_build_writes_a_pkg_config_file() {
+    let pc = std::fs::read_to_string(lib_dir().join("vs.pc")).expect("vs.pc next to the libraries");
+    assert!(pc.contains("Name: vs\n") && pc.contains("Libs: -L${libdir} -lvs_ffi"), "{pc}");
+    let includedir = pc.lines().find_map(|l| l.strip_prefix("includedir=")).expect("includedir");
+    assert!(PathBuf::from(includedir).join("vs.h").exists(), "includedir {includedir} has no vs.h");
+    assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))));
+}

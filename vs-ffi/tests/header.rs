@@ -25,3 +25,21 @@ fn committed_header_is_current() {
         "include/vs.h is stale: regenerate it with `VS_BLESS=1 cargo test -p vs-ffi --test header`"
     );
 }
+
+#[test]
+fn every_function_in_the_header_has_a_doc_comment() {
+    let header = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../include/vs.h"))
+        .expect("read include/vs.h");
+    let lines: Vec<&str> = header.lines().collect();
+    let mut functions = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let is_function =
+            !line.starts_with([' ', '#', '/', '}', '*']) && !line.starts_with("typedef") && line.ends_with(");");
+        if is_function {
+            functions += 1;
+            let previous = lines[..i].iter().rev().find(|l| !l.starts_with("#if")).copied().unwrap_or_default();
+            assert_eq!(previous.trim(), "*/", "no doc comment before `{line}`");
+        }
+    }
+    assert!(functions >= 34, "found only {functions} functions");
+}
