@@ -90,6 +90,13 @@ static int lookups;
 static bool neighbours(void *user, const vs_addr *hop, uint8_t *mac, uint16_t *port) {
     (void)user;
     lookups++;
+    if (hop->family == VS_AF_INET6 && hop->bytes[0] == 0x20 && hop->bytes[1] == 0x01 && hop->bytes[2] == 0x0d &&
+        hop->bytes[3] == 0xb8) {
+        const uint8_t m[6] = {0x02, 0, 0, 0, 6, hop->bytes[15]};
+        memcpy(mac, m, 6);
+        *port = 6;
+        return true;
+    }
     if (hop->family != VS_AF_INET) return false;
     if (hop->bytes[0] == 198 && hop->bytes[1] == 18 && (hop->bytes[2] == 1 || hop->bytes[2] == 0)) {
         const uint8_t m[6] = {0x02, 0, 0, 0, hop->bytes[2], hop->bytes[3]};
@@ -243,6 +250,93 @@ static void test_nat(vs_engine *e) {
     CHECK(v.action == VS_PASS && memcmp(copy, buf, sizeof buf) == 0);
 }
 
+/* TCP checksum over an IPv6 packet without extension headers: 0 when valid. */
+static uint16_t l4_check6(const uint8_t *ip) {
+    size_t len = (size_t)(ip[4] << 8 | ip[5]);
+    uint32_t acc = sum16(ip + 8, 32, 0);
+    acc += (uint32_t)len;
+    acc += ip[6];
+    return fold(sum16(ip + 40, len, acc));
+}
+
+static void test_nat_ipv6(vs_engine *e) {
+    static const uint8_t client6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+    static const uint8_t vip6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+    static const uint8_t real6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
+    vs_service_key key;
+    memset(&key, 0, sizeof key);
+    key.protocol = 6;
+    key.addr.family = VS_AF_INET6;
+    memcpy(key.addr.bytes, vip6, 16);
+    key.port = 80;
+    vs_service_config sc;
+    vs_service_config_default(&sc);
+    sc.scheduler = "wlc";
+    CHECK_STATUS(vs_service_add(e, &key, &sc), VS_OK);
+    vs_real_config rc;
+    vs_real_config_default(&rc);
+    rc.addr.family = VS_AF_INET6;
+    memcpy(rc.addr.bytes, real6, 16);
+    rc.port = 8080;
+    CHECK_STATUS(vs_real_add(e, &key, &rc), VS_OK);
+
+    uint8_t buf[256] = {0};
+    const size_t head = 16;
+    uint8_t *f = buf + head, *ip = f + 14, *tcp = ip + 40;
+    memcpy(f, DIRECTOR_MAC, 6);
+    memcpy(f + 6, CLIENT_MAC, 6);
+    f[12] = 0x86; f[13] = 0xdd;
+    ip[0] = 0x60; put16(ip + 4, 20 + 4); ip[6] = 6; ip[7] = 64;
+    memcpy(ip + 8, client6, 16); memcpy(ip + 24, vip6, 16);
+    put16(tcp, 43000); put16(tcp + 2, 80); tcp[12] = 0x50; tcp[13] = 0x02; put16(tcp + 14, 65535);
+    memcpy(tcp + 20, "ping", 4);
+    put16(tcp + 16, l4_check6(ip));
+    size_t len = 14 + 40 + 24;
+    vs_packet p = {buf, sizeof buf, head, len, 0};
+    vs_verdict v;
+    CHECK_STATUS(vs_process(e, &p, 5000, neighbours, NULL, &v), VS_OK);
+    CHECK(v.action == VS_TRANSMIT && v.next_hop.family == VS_AF_INET6 && v.port == 6);
+    CHECK(memcmp(v.next_hop.bytes, real6, 16) == 0);
+    CHECK(memcmp(ip + 24, real6, 16) == 0 && memcmp(ip + 8, client6, 16) == 0);
+    CHECK(get16(tcp + 2) == 8080 && get16(tcp) == 43000);
+    CHECK(ip[7] == 63);
+    CHECK(f[4] == 6 && f[5] == 1 && memcmp(f + 6, DIRECTOR_MAC, 6) == 0);
+    CHECK(l4_check6(ip) == 0);
+    CHECK(memcmp(tcp + 20, "ping", 4) == 0);
+    CHECK_STATUS(vs_service_delete(e, &key), VS_OK);
+}
+
+/* A firewall-mark service (-f 7): only packets the host marked 7 match it, also in a burst. */
+static void test_fwmark_burst(vs_engine *e) {
+    vs_service_key key;
+    memset(&key, 0, sizeof key);
+    key.fwmark = 7;
+    key.addr.family = VS_AF_INET;
+    vs_service_config sc;
+    vs_service_config_default(&sc);
+    sc.scheduler = "rr";
+    CHECK_STATUS(vs_service_add(e, &key, &sc), VS_OK);
+    vs_real_config rc;
+    vs_real_config_default(&rc);
+    rc.addr = v4(198, 18, 1, 7);
+    rc.port = 0;
+    rc.forward = VS_FWD_DR;
+    CHECK_STATUS(vs_real_add(e, &key, &rc), VS_OK);
+    static uint8_t bufs[3][128];
+    vs_packet packets[3];
+    vs_verdict verdicts[3];
+    for (int i = 0; i < 3; i++) {
+        size_t len = tcp_frame(bufs[i] + 16, CLIENT_MAC, DIRECTOR_MAC, CLIENT, (uint16_t)(46000 + i), VIP, 9999, 0x02, "");
+        vs_packet p = {bufs[i], sizeof bufs[i], 16, len, i == 1 ? 0u : 7u};
+        packets[i] = p;
+    }
+    CHECK_STATUS(vs_process_burst(e, packets, verdicts, 3, 6000, neighbours, NULL), VS_OK);
+    CHECK(verdicts[0].action == VS_TRANSMIT && verdicts[0].next_hop.bytes[3] == 7);
+    CHECK(verdicts[1].action == VS_PASS); /* unmarked: no service on port 9999 */
+    CHECK(verdicts[2].action == VS_TRANSMIT && bufs[2][16 + 5] == 7);
+    CHECK_STATUS(vs_service_delete(e, &key), VS_OK);
+}
+
 static void test_dr(vs_engine *e) {
     add_service(e, 443, "wlc", VS_FWD_DR, 1, 443);
     uint8_t buf[256] = {0}, before[256];
@@ -314,11 +408,12 @@ static void test_burst_stats_sweep(vs_engine *e) {
     vs_global_stats g;
     CHECK_STATUS(vs_engine_stats(e, &g), VS_OK);
     /* NAT: 4 + the stranger's (scheduled before its neighbour lookup failed, as in IPVS);
-       DR 1; TUN 2 (one dropped for headroom after scheduling); the burst. */
-    enum { ALL = 4 + 1 + 1 + 2 + N };
+       IPv6 NAT 1 and fwmark 2 (their services deleted, the connections draining); DR 1; TUN 2 (one dropped for
+       headroom after scheduling); the burst. */
+    enum { ALL = 4 + 1 + 1 + 2 + 1 + 2 + N };
     CHECK(g.total.conns == ALL);
     CHECK(g.conns == ALL && g.capacity == 1024);
-    CHECK(g.passed == 1);
+    CHECK(g.passed == 2);
 
     vs_service_info services[2];
     size_t n = 0;
@@ -561,6 +656,8 @@ int main(void) {
     test_version();
     vs_engine *e = make_engine(&memory);
     test_nat(e);
+    test_nat_ipv6(e);
+    test_fwmark_burst(e);
     test_dr(e);
     test_tun(e);
     test_burst_stats_sweep(e);
