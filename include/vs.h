@@ -956,6 +956,13 @@ vs_status vs_engine_footprint(const vs_limits *limits, size_t *out_len);
  */
 vs_status vs_engine_init(uint8_t *memory, size_t len, const vs_limits *limits, const vs_engine_config *config, vs_engine **out);
 
+/*
+ Ends an engine from `vs_engine_init`: every service goes (plugin schedulers release their
+ state) and the handle is refused afterwards; the memory is the caller's again. An engine
+ from `vs_engine_new` is refused with `VS_ERR_INVALID` (use `vs_engine_free`).
+ */
+vs_status vs_engine_fini(vs_engine *engine);
+
 #if defined(VS_STD)
 /*
  Allocates and builds an engine (`std` builds; firmware uses `vs_engine_init`). `config` may

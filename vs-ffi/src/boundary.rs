@@ -106,8 +106,7 @@ pub(crate) fn with_engine(
     status
 }
 
-/// As [`with_engine`] for calls a poisoned engine still answers (freeing it).
-#[cfg(feature = "std")]
+/// As [`with_engine`] for calls a poisoned engine still answers (ending it).
 pub(crate) fn with_engine_any(
     engine: *mut vs_engine,
     f: impl FnOnce(&mut vs_engine) -> Result<(), vs_status>,

@@ -40,7 +40,6 @@ pub struct vs_engine {
     live: u64,
     pub(crate) poisoned: bool,
     /// Bytes allocated by vs_engine_new (0: the caller's memory).
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     owned: usize,
     pub(crate) inner: Inner,
 }
@@ -48,6 +47,16 @@ pub struct vs_engine {
 impl vs_engine {
     pub(crate) fn is_live(&self) -> bool {
         self.live == LIVE
+    }
+
+    /// Ends the engine: its services go, so that external schedulers release their state
+    /// (skipped for a poisoned engine, whose state cannot be trusted: a leak beats a crash),
+    /// and the handle is marked dead.
+    fn release(&mut self) {
+        if !self.poisoned {
+            self.inner.close();
+        }
+        self.live = 0;
     }
 }
 
@@ -155,6 +164,20 @@ unsafe fn place(
     }
 }
 
+/// Ends an engine from `vs_engine_init`: every service goes (plugin schedulers release their
+/// state) and the handle is refused afterwards; the memory is the caller's again. An engine
+/// from `vs_engine_new` is refused with `VS_ERR_INVALID` (use `vs_engine_free`).
+#[unsafe(no_mangle)]
+pub extern "C" fn vs_engine_fini(engine: *mut vs_engine) -> vs_status {
+    crate::boundary::with_engine_any(engine, |e| {
+        if e.owned != 0 {
+            return Err(vs_status::VS_ERR_INVALID);
+        }
+        e.release();
+        Ok(())
+    })
+}
+
 /// Allocates and builds an engine (`std` builds; firmware uses `vs_engine_init`). `config` may
 /// be NULL for the defaults. Free it with `vs_engine_free`.
 #[cfg(feature = "std")]
@@ -203,7 +226,11 @@ pub unsafe extern "C" fn vs_engine_free(engine: *mut vs_engine) -> vs_status {
     let mut owned = 0;
     let status = crate::boundary::with_engine_any(engine, |e| {
         owned = e.owned;
-        if owned == 0 { Err(vs_status::VS_ERR_INVALID) } else { Ok(()) }
+        if owned == 0 {
+            return Err(vs_status::VS_ERR_INVALID);
+        }
+        e.release();
+        Ok(())
     });
     if status != vs_status::VS_OK {
         return status;
@@ -211,7 +238,6 @@ pub unsafe extern "C" fn vs_engine_free(engine: *mut vs_engine) -> vs_status {
     // SAFETY: a live handle from vs_engine_new: `owned` bytes allocated at its address with
     // 64-byte alignment (std::alloc gives aligned memory, so there was no skip).
     unsafe {
-        (*engine).live = 0;
         std::alloc::dealloc(engine.cast(), std::alloc::Layout::from_size_align_unchecked(owned, LINE));
     }
     vs_status::VS_OK

@@ -1,8 +1,8 @@
 //! Statistics, the connection table (`ipvsadm -L -c -n`), and the library's version.
 
-use core::ffi::{CStr, c_char};
+use core::ffi::c_char;
 
-use vs_proto::engine::TICK_MS;
+use vs_proto::engine::{DropReason, TICK_MS};
 
 use crate::boundary::{slice_out, with_engine, write_out};
 use crate::engine::vs_engine;
@@ -61,21 +61,7 @@ pub extern "C" fn vs_engine_stats(engine: *mut vs_engine, out: *mut vs_global_st
 /// The name of drop reason `reason` (a static NUL-terminated string; NULL when out of range).
 #[unsafe(no_mangle)]
 pub extern "C" fn vs_drop_reason_name(reason: u8) -> *const c_char {
-    const NAMES: [&CStr; VS_DROP_REASONS] = [
-        c"bad checksum",
-        c"no destination available",
-        c"connection table full",
-        c"real server removed",
-        c"ttl exceeded",
-        c"packet too big",
-        c"no neighbour",
-        c"no tunnel source address",
-        c"no headroom",
-        c"unmatched fragment",
-        c"dropped by defence (drop_packet)",
-        c"protocol class full",
-    ];
-    NAMES.get(usize::from(reason)).map_or(core::ptr::null(), |n| n.as_ptr())
+    DropReason::ALL.get(usize::from(reason)).map_or(core::ptr::null(), |r| r.as_cstr().as_ptr())
 }
 
 /// A connection-table entry, as `ipvsadm -L -c -n` lists it.
@@ -171,7 +157,7 @@ pub extern "C" fn vs_version() -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vs_proto::engine::DropReason;
+    use core::ffi::CStr;
 
     #[test]
     fn drop_reason_names_match_the_engine() {

@@ -72,12 +72,18 @@ impl fmt::Debug for ExternalScheduler {
 }
 
 /// An external scheduler serving one service: its state lives from `init_service` to
-/// `done_service` (which the owner must call before dropping it).
-#[derive(Debug, Clone)]
+/// `done_service`, or until it is dropped. Not `Clone`: two owners would release one state twice.
+#[derive(Debug)]
 pub struct External {
     sched: ExternalScheduler,
     params: SchedParams,
     state: Option<usize>,
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        self.done_service();
+    }
 }
 
 impl Scheduler for External {
@@ -125,7 +131,7 @@ impl Scheduler for External {
 }
 
 /// A service's scheduler: built in, or external.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Sized once per service slot.
 pub enum AnyScheduler {
     /// One of IPVS's schedulers.

@@ -70,6 +70,29 @@ pub enum Builtin {
     Twos(TwoChoices),
 }
 
+/// `match` over every built-in scheduler, binding the scheduler to `$s` in `$e` (one list of
+/// variants for every by-reference view).
+macro_rules! each_builtin {
+    ($value:expr, $s:ident => $e:expr) => {
+        match $value {
+            Builtin::Rr($s) => $e,
+            Builtin::Wrr($s) => $e,
+            Builtin::Lc($s) => $e,
+            Builtin::Wlc($s) => $e,
+            Builtin::Sed($s) => $e,
+            Builtin::Nq($s) => $e,
+            Builtin::Sh($s) => $e,
+            Builtin::Dh($s) => $e,
+            Builtin::Lblc($s) => $e,
+            Builtin::Lblcr($s) => $e,
+            Builtin::Mh($s) => $e,
+            Builtin::Fo($s) => $e,
+            Builtin::Ovf($s) => $e,
+            Builtin::Twos($s) => $e,
+        }
+    };
+}
+
 impl Builtin {
     /// Creates the built-in scheduler with this IPVS name.
     ///
@@ -96,41 +119,11 @@ impl Builtin {
     }
 
     fn inner(&mut self) -> &mut dyn Scheduler {
-        match self {
-            Builtin::Rr(s) => s,
-            Builtin::Wrr(s) => s,
-            Builtin::Lc(s) => s,
-            Builtin::Wlc(s) => s,
-            Builtin::Sed(s) => s,
-            Builtin::Nq(s) => s,
-            Builtin::Sh(s) => s,
-            Builtin::Dh(s) => s,
-            Builtin::Lblc(s) => s,
-            Builtin::Lblcr(s) => s,
-            Builtin::Mh(s) => s,
-            Builtin::Fo(s) => s,
-            Builtin::Ovf(s) => s,
-            Builtin::Twos(s) => s,
-        }
+        each_builtin!(self, s => s)
     }
 
     fn inner_ref(&self) -> &dyn Scheduler {
-        match self {
-            Builtin::Rr(s) => s,
-            Builtin::Wrr(s) => s,
-            Builtin::Lc(s) => s,
-            Builtin::Wlc(s) => s,
-            Builtin::Sed(s) => s,
-            Builtin::Nq(s) => s,
-            Builtin::Sh(s) => s,
-            Builtin::Dh(s) => s,
-            Builtin::Lblc(s) => s,
-            Builtin::Lblcr(s) => s,
-            Builtin::Mh(s) => s,
-            Builtin::Fo(s) => s,
-            Builtin::Ovf(s) => s,
-            Builtin::Twos(s) => s,
-        }
+        each_builtin!(self, s => s)
     }
 }
 

@@ -634,6 +634,9 @@ static void test_static_scheduler(void) {
     size_t n = 0;
     CHECK_STATUS(vs_service_list(e, &info, 1, &n), VS_OK);
     CHECK(n == 1 && strcmp(info.scheduler, "newest") == 0);
+    CHECK_STATUS(vs_engine_fini(e), VS_OK);
+    CHECK_STATUS(vs_engine_stats(e, &(vs_global_stats){0}), VS_ERR_INVALID); /* ended: refused */
+    CHECK_STATUS(vs_engine_fini(e), VS_ERR_INVALID);
     free(memory);
 }
 
@@ -646,6 +649,7 @@ static void test_heap_engine(void) {
     vs_global_stats g;
     CHECK_STATUS(vs_engine_stats(e, &g), VS_OK);
     CHECK(g.capacity == 4096);
+    CHECK_STATUS(vs_engine_fini(e), VS_ERR_INVALID); /* allocated: vs_engine_free ends it */
     CHECK_STATUS(vs_engine_free(e), VS_OK);
     CHECK_STATUS(vs_engine_free(NULL), VS_OK);
 }
@@ -668,6 +672,7 @@ int main(void) {
     CHECK_STATUS(vs_engine_free(e), VS_ERR_INVALID); /* caller memory: not ours to free */
     test_heap_engine();
 #endif
+    CHECK_STATUS(vs_engine_fini(e), VS_OK);
     free(memory);
     printf("%d checks, %d failures, %d neighbour lookups\n", checks, failures, lookups);
     return failures == 0 ? 0 : 1;

@@ -248,6 +248,20 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         self.services.as_mut().get_mut(i).and_then(|s| s.0.as_mut()).ok_or(ConfigError::NotFound)
     }
 
+    /// Deletes every service at once, connections or not, so that their schedulers release
+    /// what they hold (external schedulers free their per-service state). For a host about to
+    /// discard the engine; it is empty afterwards but usable.
+    pub fn close(&mut self) {
+        let capacity = self.conns.capacity();
+        self.conns.sweep(capacity, |table, i| {
+            let _ = table.remove(i);
+        });
+        self.class_entries = [0, 0];
+        for slot in self.services.as_mut() {
+            slot.0 = None;
+        }
+    }
+
     /// Registers a scheduler implemented outside (C code, a plugin): services may then name it
     /// like a built-in scheduler.
     ///
@@ -295,7 +309,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let mut fresh = service::scheduler_for(config, seed, &self.externals)?;
         let service = self.service_mut(key)?;
         vs_sched::Scheduler::init_service(&mut fresh, service.dests.as_slice()).map_err(ConfigError::Scheduler)?;
-        vs_sched::Scheduler::done_service(&mut service.sched);
+        // The old scheduler is dropped here (an external one releases its state).
         service.sched = fresh;
         service.flags = config.flags;
         service.one_packet = config.one_packet;
@@ -320,7 +334,6 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 }
             }
             if service.unused() {
-                vs_sched::Scheduler::done_service(&mut service.sched);
                 slot.0 = None;
             }
         }
@@ -1000,7 +1013,6 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             }
         }
         if svc.deleted && svc.unused() {
-            vs_sched::Scheduler::done_service(&mut svc.sched);
             entry.0 = None;
         }
     }
@@ -1174,6 +1186,16 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         }
     }
 
+    /// The state a packet of `flow` moves a connection in `current` to (UDP and the rest have
+    /// one state).
+    fn next_state(&self, current: ConnState, flow: &Flow, direction: Direction) -> ConnState {
+        if flow.proto == IpProtocol::TCP {
+            tcp_transition(current, flow.flags, direction, self.config.secure_tcp)
+        } else {
+            ConnState::Udp
+        }
+    }
+
     /// Client → real server on connection `index`.
     fn forward_in(
         &mut self,
@@ -1187,13 +1209,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let Some(conn) = self.conns.get(index).copied() else {
             return self.pass();
         };
-        let state = if flow.proto == IpProtocol::TCP {
-            let direction = if conn.no_output() { Direction::InputOnly } else { Direction::Input };
-            tcp_transition(conn.state(), flow.flags, direction, self.config.secure_tcp)
-        } else {
-            ConnState::Udp
-        };
-        self.set_state(index, state, now);
+        let direction = if conn.no_output() { Direction::InputOnly } else { Direction::Input };
+        self.set_state(index, self.next_state(conn.state(), flow, direction), now);
         self.count(index, flow.length, true);
         self.transmit_in(buf, summary, flow, conn.forward(), conn.real(), neighbours)
     }
@@ -1246,11 +1263,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             // Replies of DR / TUN connections come from the VIP: the director's own traffic.
             return self.pass();
         }
-        let state = if flow.proto == IpProtocol::TCP {
-            tcp_transition(conn.state(), flow.flags, Direction::Output, self.config.secure_tcp)
-        } else {
-            ConnState::Udp
-        };
+        let state = self.next_state(conn.state(), flow, Direction::Output);
         if let Some(c) = self.conns.get_mut(index) {
             c.clear_no_output();
         }

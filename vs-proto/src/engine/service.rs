@@ -177,7 +177,7 @@ pub struct RealServer {
 }
 
 /// A virtual service with up to `D` real servers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Service<const D: usize> {
     pub(crate) key: ServiceKey,
     pub(crate) sched: AnyScheduler,
@@ -369,7 +369,7 @@ pub(crate) fn scheduler_for(
 }
 
 /// Storage for one service, supplied by the host as a slice (its length is the service limit).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServiceSlot<const D: usize>(pub(crate) Option<Service<D>>);
 
 impl<const D: usize> Default for ServiceSlot<D> {

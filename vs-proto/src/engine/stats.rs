@@ -49,6 +49,17 @@ macro_rules! drop_reasons {
             pub fn as_str(self) -> &'static str {
                 match self { $( DropReason::$name => $text, )* }
             }
+
+            /// The description as a NUL-terminated string, for C.
+            #[must_use]
+            pub const fn as_cstr(self) -> &'static core::ffi::CStr {
+                match self {
+                    $( DropReason::$name => match core::ffi::CStr::from_bytes_with_nul(concat!($text, "\0").as_bytes()) {
+                        Ok(c) => c,
+                        Err(_) => c"",
+                    }, )*
+                }
+            }
         }
     };
 }
