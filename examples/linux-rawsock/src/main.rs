@@ -1,9 +1,12 @@
-//! `vsd`: the vs director. For now it replays captures through the engine offline
-//! (`vsd replay`) and runs the demo (`vsd demo`); the raw-socket director comes next.
+//! `vsd`: the vs director. `vsd run` serves live traffic on AF_PACKET sockets; `vsd replay`
+//! runs captures through the engine offline; `vsd rs-decap` is the real-server side of IP
+//! tunnels where the kernel has no ipip module; `vsd demo` replays a sample offline.
 
 mod capture;
+mod decap;
 mod replay;
 mod rules;
+mod run;
 mod sample;
 
 use std::collections::BTreeMap;
@@ -53,6 +56,19 @@ enum Command {
         #[arg(long, default_value_t = 65536)]
         capacity: usize,
     },
+    /// Run the director on live interfaces (AF_PACKET), until SIGTERM.
+    Run(run::RunOptions),
+    /// Ask a running vsd through its control socket.
+    Ctl {
+        /// Control socket path.
+        #[arg(long, default_value = "/run/vsd.sock")]
+        control: PathBuf,
+        #[command(subcommand)]
+        what: run::ctl::CtlCommand,
+    },
+    /// Real-server side of IP tunnels on hosts without an ipip module: receive IP-in-IP
+    /// packets on an interface and hand the inner packets to the kernel through a TUN device.
+    RsDecap(decap::DecapOptions),
     /// Write a sample capture of HTTP clients and the classic LVS-NAT rules, replay it, and
     /// show each real server's share.
     Demo {
@@ -91,6 +107,9 @@ fn path(p: &std::path::Path) -> Result<&str, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Run(options) => run::run(options),
+        Command::RsDecap(options) => decap::run(&options),
+        Command::Ctl { control, what } => run::ctl::run(&control, &what),
         Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, pass_out, capacity } => {
             let text = std::fs::read_to_string(&rules).map_err(|e| format!("{}: {e}", rules.display()))?;
             let parsed = rules::parse(&text).map_err(|e| format!("{}: {e}", rules.display()))?;
@@ -157,6 +176,13 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VSD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

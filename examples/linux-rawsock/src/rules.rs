@@ -37,6 +37,8 @@ pub(crate) enum Rule {
     },
     /// `-a`: a real server of a service.
     Real { key: ServiceKey, real: RealConfig },
+    /// `check`: vsd's health check of a real server (port 0: the real server's port).
+    Check { key: ServiceKey, addr: IpAddr, port: u16, spec: crate::run::health::CheckSpec },
 }
 
 /// A rule file error: line number (1-based) and message.
@@ -89,10 +91,37 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(usize, Rule)>, RuleError> {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        let rule = parse_line(&words).map_err(|message| RuleError { line: n + 1, message })?;
+        let rule = if words.first() == Some(&"check") { parse_check(&words[1..]) } else { parse_line(&words) };
+        let rule = rule.map_err(|message| RuleError { line: n + 1, message })?;
         rules.push((n + 1, rule));
     }
     Ok(rules)
+}
+
+/// `check -t|-u VIP:PORT -r RS[:PORT] KIND OPTIONS...` (see `run::health`).
+fn parse_check(words: &[&str]) -> Result<Rule, String> {
+    let [flag, service, r, real, kind, options @ ..] = words else {
+        return Err("check needs -t|-u VIP:PORT -r RS[:PORT] tcp|http [options]".into());
+    };
+    let proto = match *flag {
+        "-t" | "--tcp-service" => IpProtocol::TCP,
+        "-u" | "--udp-service" => IpProtocol::UDP,
+        other => return Err(format!("check: `{other}`: want -t or -u")),
+    };
+    if !matches!(*r, "-r" | "--real-server") {
+        return Err(format!("check: `{r}`: want -r"));
+    }
+    let (addr, port) = endpoint(service)?;
+    let key = ServiceKey::new(proto, addr, port);
+    let (addr, port) = endpoint(real).or_else(|_| {
+        real.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map(|a| (a, 0))
+            .map_err(|_| format!("bad real server `{real}`"))
+    })?;
+    let spec = crate::run::health::CheckSpec::parse(kind, options)?;
+    Ok(Rule::Check { key, addr, port, spec })
 }
 
 fn parse_line(words: &[&str]) -> Result<Rule, String> {
@@ -239,7 +268,7 @@ mod tests {
         .unwrap();
         let p = |i: usize| match &rules[i].1 {
             Rule::Service { persistence, .. } => persistence.unwrap(),
-            Rule::Real { .. } => panic!(),
+            _ => panic!(),
         };
         assert_eq!((p(0).timeout_s, p(0).prefix_len), (360, 32));
         assert_eq!((p(1).timeout_s, p(1).prefix_len), (60, 24));
@@ -254,6 +283,18 @@ mod tests {
         let Rule::Real { key, real } = &rules[1].1 else { panic!() };
         assert!(key.is_fwmark());
         assert_eq!((real.port, real.weight), (0, 2));
+    }
+
+    #[test]
+    fn health_check_lines() {
+        let rules = parse(
+            "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m\n\
+             check -t 198.18.0.100:80 -r 198.18.1.1 http path /health interval 0.5 fall 2\n",
+        )
+        .unwrap();
+        let Rule::Check { key, addr, port, spec } = &rules[2].1 else { panic!() };
+        assert_eq!((key.port, addr.to_string(), *port, spec.fall), (80, "198.18.1.1".to_owned(), 0, 2));
+        assert_eq!(parse("check -t 198.18.0.100:80 -r 198.18.1.1 ping\n").unwrap_err().line, 1);
     }
 
     #[test]

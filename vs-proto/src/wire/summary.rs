@@ -298,6 +298,44 @@ impl Summary {
         Some(checksum::is_valid(checksum::sum(pseudo, segment)))
     }
 
+    /// Computes and writes the transport checksum of a parsed, unfragmented TCP or UDP packet,
+    /// whatever the field held before: for packets a NIC or a veth left with only the
+    /// pseudo-header sum in it (Linux's `CHECKSUM_PARTIAL`, which AF_PACKET reports as
+    /// `TP_STATUS_CSUMNOTREADY`), before they are rewritten and sent on. Returns `false`, with
+    /// nothing written, when it does not apply (other protocols, fragments, a short segment).
+    pub fn fill_l4_checksum(&self, packet: &mut [u8]) -> bool {
+        if self.fragment.is_some() {
+            return false;
+        }
+        let (proto, field) = match self.proto {
+            Some(p @ IpProtocol::TCP) => (p, 16usize),
+            Some(p @ IpProtocol::UDP) => (p, 6),
+            _ => return false,
+        };
+        let Some(segment) = packet.get_mut(self.l4_offset..self.l3_end) else { return false };
+        let Ok(length) = u32::try_from(segment.len()) else { return false };
+        let pseudo = match (self.src, self.dst) {
+            (Some(IpAddr::V4(s)), Some(IpAddr::V4(d))) => checksum::pseudo_header_v4(s, d, proto, length),
+            (Some(IpAddr::V6(s)), Some(IpAddr::V6(d))) => {
+                checksum::pseudo_header_v6(s, self.final_dst.unwrap_or(d), proto, length)
+            }
+            _ => return false,
+        };
+        let Some(slot) = segment.get_mut(field..field.saturating_add(2)) else { return false };
+        slot.fill(0);
+        let mut value = !checksum::fold(checksum::sum(pseudo, segment));
+        if proto == IpProtocol::UDP {
+            value = checksum::udp_wire(value);
+        }
+        match segment.get_mut(field..field.saturating_add(2)) {
+            Some(slot) => {
+                slot.copy_from_slice(&value.to_be_bytes());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// True when the IPv4 header checksum is correct (`None` for IPv6 and non-IP).
     #[must_use]
     pub fn ipv4_checksum_ok(&self, packet: &[u8]) -> Option<bool> {

@@ -1,0 +1,277 @@
+//! Classic BPF programs, assembled at run time from the configuration: the socket filter that
+//! copies up only the frames vsd handles, and the PACKET_FANOUT program that sends both
+//! directions of a connection to the same packet thread.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+// Opcodes (linux/filter.h, linux/bpf_common.h).
+const LD_W_ABS: u16 = 0x20;
+const LD_H_ABS: u16 = 0x28;
+const LD_B_ABS: u16 = 0x30;
+const LD_H_IND: u16 = 0x48;
+const LDX_B_MSH: u16 = 0xb1;
+const JEQ_K: u16 = 0x15;
+const JA: u16 = 0x05;
+const RET_K: u16 = 0x06;
+const RET_A: u16 = 0x16;
+const ALU_XOR_X: u16 = 0xac;
+const ALU_MUL_K: u16 = 0x24;
+const ALU_RSH_K: u16 = 0x74;
+const TAX: u16 = 0x07;
+
+/// Bytes a frame may be copied up with: all of it.
+const ACCEPT: u32 = 0x0004_0000;
+
+/// Ethernet offsets (tags are stripped by the kernel before packet sockets see a frame).
+const ETHERTYPE: u32 = 12;
+const L3: u32 = 14;
+
+/// An assembled program.
+#[derive(Debug, Clone)]
+pub(crate) struct Program(Vec<libc::sock_filter>);
+
+impl Program {
+    /// The instructions, as `SO_ATTACH_FILTER` takes them.
+    pub(crate) fn instructions(&self) -> &[libc::sock_filter] {
+        &self.0
+    }
+}
+
+/// What the socket filter lets through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Selection {
+    /// Virtual service addresses: packets to them, and ARP / neighbour solicitations for them.
+    pub(crate) vips: Vec<IpAddr>,
+    /// NAT real servers: packets from them (replies to clients).
+    pub(crate) nat_reals: Vec<IpAddr>,
+}
+
+/// A tiny assembler: forward jumps to labels, resolved when the program is finished.
+#[derive(Default)]
+struct Asm {
+    code: Vec<(u16, Target, Target, u32)>,
+    labels: Vec<Option<usize>>,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Next,
+    Skip(u8),
+}
+
+impl Asm {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+    fn place(&mut self, label: usize) {
+        self.labels[label] = Some(self.code.len());
+    }
+    fn op(&mut self, code: u16, k: u32) {
+        self.code.push((code, Target::Next, Target::Next, k));
+    }
+    fn jeq(&mut self, k: u32, t: Target, f: Target) {
+        self.code.push((JEQ_K, t, f, k));
+    }
+    /// Jumps to `label` (at any distance) when A == k.
+    fn jeq_far(&mut self, k: u32, label: usize) {
+        self.jeq(k, Target::Next, Target::Skip(1));
+        self.jump(label);
+    }
+    /// Jumps to `label` (at any distance) when A != k.
+    fn jne_far(&mut self, k: u32, label: usize) {
+        self.jeq(k, Target::Skip(1), Target::Next);
+        self.jump(label);
+    }
+    fn jump(&mut self, label: usize) {
+        self.code.push((JA, Target::Next, Target::Next, u32::MAX - u32::try_from(label).unwrap_or(0)));
+    }
+    /// Accept if the 4 words at `offset` are `addr` (falls through otherwise).
+    fn accept_if_v6(&mut self, offset: u32, addr: Ipv6Addr) {
+        let o = addr.octets();
+        for (i, chunk) in o.chunks(4).enumerate() {
+            let word = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            self.op(LD_W_ABS, offset + 4 * i as u32);
+            // Skip the remaining loads and compares plus the return on a mismatch.
+            let rest = u8::try_from(2 * (3 - i) + 1).unwrap_or(0);
+            self.jeq(word, Target::Next, Target::Skip(rest));
+        }
+        self.op(RET_K, ACCEPT);
+    }
+    fn accept_if_v4(&mut self, offset: u32, addr: Ipv4Addr) {
+        self.op(LD_W_ABS, offset);
+        self.jeq(u32::from(addr), Target::Next, Target::Skip(1));
+        self.op(RET_K, ACCEPT);
+    }
+    fn finish(self) -> Result<Program, String> {
+        let mut out = Vec::with_capacity(self.code.len());
+        for (at, (code, t, f, k)) in self.code.iter().enumerate() {
+            let resolve = |target: &Target| -> Result<u32, String> {
+                match *target {
+                    Target::Next => Ok(0),
+                    Target::Skip(n) => Ok(u32::from(n)),
+                }
+            };
+            let (jt, jf) = (resolve(t)?, resolve(f)?);
+            let k = if *code == JA {
+                let label = (u32::MAX - k) as usize;
+                let to = self.labels[label].ok_or("unplaced label")?;
+                u32::try_from(to - at - 1).map_err(|_| "jump too far".to_owned())?
+            } else {
+                *k
+            };
+            out.push(libc::sock_filter {
+                code: *code,
+                jt: u8::try_from(jt).map_err(|_| "conditional jump too far")?,
+                jf: u8::try_from(jf).map_err(|_| "conditional jump too far")?,
+                k,
+            });
+        }
+        if out.len() > 4096 {
+            return Err(format!("filter of {} instructions exceeds the kernel's 4096", out.len()));
+        }
+        Ok(Program(out))
+    }
+}
+
+/// The socket filter: IPv4 and IPv6 packets to a VIP or from a NAT real server, ARP for a VIP,
+/// and neighbour solicitations for an IPv6 VIP. Everything else stays with the kernel alone.
+pub(crate) fn socket_filter(sel: &Selection) -> Result<Program, String> {
+    let mut a = Asm::default();
+    let (v4, v6, arp, reject) = (a.label(), a.label(), a.label(), a.label());
+    a.op(LD_H_ABS, ETHERTYPE);
+    a.jeq_far(0x0800, v4);
+    a.jeq_far(0x86dd, v6);
+    a.jeq_far(0x0806, arp);
+    a.jump(reject);
+
+    a.place(v4);
+    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v4(L3 + 16, vip);
+    }
+    for real in sel.nat_reals.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v4(L3 + 12, real);
+    }
+    a.jump(reject);
+
+    a.place(v6);
+    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v6(L3 + 24, vip);
+    }
+    for real in sel.nat_reals.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v6(L3 + 8, real);
+    }
+    // Neighbour solicitation (ICMPv6 type 135 right after the fixed header) for a VIP.
+    let not_ns = a.label();
+    a.op(LD_B_ABS, L3 + 6);
+    a.jne_far(58, not_ns);
+    a.op(LD_B_ABS, L3 + 40);
+    a.jne_far(135, not_ns);
+    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v6(L3 + 48, vip);
+    }
+    a.place(not_ns);
+    a.jump(reject);
+
+    a.place(arp);
+    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+        a.accept_if_v4(L3 + 24, vip);
+    }
+
+    a.place(reject);
+    a.op(RET_K, 0);
+    a.finish()
+}
+
+/// The fanout program: hashes the client's address and port, which a packet to a VIP carries
+/// as its source and a NAT reply as its destination, so both directions of a connection reach
+/// the packet thread that owns it. The kernel takes the result modulo the group's size.
+pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
+    let mut a = Asm::default();
+    let (v4, v6, other) = (a.label(), a.label(), a.label());
+    a.op(LD_H_ABS, ETHERTYPE);
+    a.jeq_far(0x0800, v4);
+    a.jeq_far(0x86dd, v6);
+    a.jump(other);
+
+    // IPv4: the client is the source of a packet to a VIP, the destination of anything else
+    // (a NAT reply).
+    a.place(v4);
+    let (v4_src, v4_dst, v4_mix) = (a.label(), a.label(), a.label());
+    a.op(LD_W_ABS, L3 + 16);
+    for vip in vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+        a.jeq_far(u32::from(vip), v4_src);
+    }
+    a.jump(v4_dst);
+    a.place(v4_src);
+    // Client = source address ^ source port.
+    a.op(LDX_B_MSH, L3);
+    a.op(LD_H_IND, L3);
+    a.op(TAX, 0);
+    a.op(LD_W_ABS, L3 + 12);
+    a.op(ALU_XOR_X, 0);
+    a.jump(v4_mix);
+    a.place(v4_dst);
+    a.op(LDX_B_MSH, L3);
+    a.op(LD_H_IND, L3 + 2);
+    a.op(TAX, 0);
+    a.op(LD_W_ABS, L3 + 16);
+    a.op(ALU_XOR_X, 0);
+    a.place(v4_mix);
+    mix(&mut a);
+
+    a.place(v6);
+    let (v6_src, v6_dst, v6_mix) = (a.label(), a.label(), a.label());
+    // Only the destination's last word is compared: enough to tell VIPs apart in practice,
+    // and a wrong guess costs only a less even spread, never a wrong thread for a connection
+    // (the same rule applies to both of its directions).
+    a.op(LD_W_ABS, L3 + 36);
+    for vip in vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+        let o = vip.octets();
+        a.jeq_far(u32::from_be_bytes([o[12], o[13], o[14], o[15]]), v6_src);
+    }
+    a.jump(v6_dst);
+    a.place(v6_src);
+    a.op(LD_H_ABS, L3 + 40);
+    a.op(TAX, 0);
+    a.op(LD_W_ABS, L3 + 20);
+    a.op(ALU_XOR_X, 0);
+    a.jump(v6_mix);
+    a.place(v6_dst);
+    a.op(LD_H_ABS, L3 + 42);
+    a.op(TAX, 0);
+    a.op(LD_W_ABS, L3 + 36);
+    a.op(ALU_XOR_X, 0);
+    a.place(v6_mix);
+    mix(&mut a);
+
+    a.place(other);
+    a.op(RET_K, 0);
+    a.finish()
+}
+
+/// Spreads sequential clients over the group: Fibonacci hashing of the 32-bit value in A.
+fn mix(a: &mut Asm) {
+    a.op(ALU_MUL_K, 0x9e37_79b1);
+    a.op(ALU_RSH_K, 16);
+    a.op(RET_A, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_assembles_within_jump_ranges() {
+        let sel = Selection {
+            vips: (0..40)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, i)))
+                .chain(["2001:db8::1".parse().unwrap()])
+                .collect(),
+            nat_reals: (0..200).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 1, i))).collect(),
+        };
+        let p = socket_filter(&sel).unwrap();
+        assert!(p.instructions().len() > 700);
+        assert!(fanout_program(&sel.vips).is_ok());
+    }
+}

@@ -1,0 +1,243 @@
+//! The director's configuration as a whole: services with their real servers in the order the
+//! rules give them, built from a rules file and the health checks' verdicts, and applied to an
+//! engine as the smallest set of IPVS operations (add, edit, delete), so that connections and
+//! counters of what did not change are kept.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use vs_proto::conn::Forward;
+use vs_proto::engine::{ConfigError, Engine, Persistence, RealConfig, ServiceConfig, ServiceKey, ServiceSlot};
+use vs_sched::SchedFlags;
+
+use crate::rules::{self, Rule};
+use crate::run::health::CheckSpec;
+
+/// One virtual service as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceSpec {
+    pub(crate) key: ServiceKey,
+    pub(crate) scheduler: String,
+    pub(crate) flags: SchedFlags,
+    pub(crate) one_packet: bool,
+    pub(crate) persistence: Option<Persistence>,
+    /// Real servers in the order they were added.
+    pub(crate) reals: Vec<RealConfig>,
+}
+
+/// A health check attached to a real server of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CheckRule {
+    pub(crate) service: ServiceKey,
+    pub(crate) addr: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) spec: CheckSpec,
+}
+
+/// A whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub(crate) services: Vec<ServiceSpec>,
+    pub(crate) checks: Vec<CheckRule>,
+    /// The rules text it came from (what the control socket hands back).
+    pub(crate) text: String,
+}
+
+/// What a health check decided about a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Serving: the configured weight.
+    Up,
+    /// Failing, kept with weight 0 (IPVS's quiescing): no new connections, existing ones go on.
+    Quiesced,
+    /// Failing, taken out of the service.
+    Removed,
+}
+
+impl Config {
+    /// Parses a rules file; errors name the line.
+    pub(crate) fn parse(text: &str) -> Result<Config, String> {
+        let parsed = rules::parse(text).map_err(|e| e.to_string())?;
+        let mut config = Config { text: text.to_owned(), ..Config::default() };
+        for (line, rule) in parsed {
+            match rule {
+                Rule::Service { key, scheduler, flags, one_packet, persistence } => {
+                    if config.services.iter().any(|s| s.key == key) {
+                        return Err(format!("line {line}: service already exists"));
+                    }
+                    config.services.push(ServiceSpec { key, scheduler, flags, one_packet, persistence, reals: vec![] });
+                }
+                Rule::Real { key, real } => {
+                    let service =
+                        config.services.iter_mut().find(|s| s.key == key).ok_or_else(|| {
+                            format!("line {line}: no such service (an -a line must follow its -A line)")
+                        })?;
+                    if service.reals.iter().any(|r| r.addr == real.addr && r.port == real.port) {
+                        return Err(format!("line {line}: real server already exists"));
+                    }
+                    service.reals.push(real);
+                }
+                Rule::Check { key, addr, port, spec } => {
+                    let known = config.services.iter().any(|s| {
+                        s.key == key && s.reals.iter().any(|r| r.addr == addr && (r.port == port || port == 0))
+                    });
+                    if !known {
+                        return Err(format!("line {line}: check for a real server that is not configured"));
+                    }
+                    let port = if port == 0 { key.port } else { port };
+                    config.checks.push(CheckRule { service: key, addr, port, spec });
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The configuration with health verdicts applied: quiesced servers get weight 0, removed
+    /// ones are left out.
+    pub(crate) fn effective(&self, health: &HashMap<(ServiceKey, IpAddr, u16), Health>) -> Config {
+        let mut out = self.clone();
+        for service in &mut out.services {
+            let key = service.key;
+            service.reals.retain_mut(|r| match health.get(&(key, r.addr, r.port)) {
+                Some(Health::Removed) => false,
+                Some(Health::Quiesced) => {
+                    r.weight = 0;
+                    true
+                }
+                _ => true,
+            });
+        }
+        out
+    }
+
+    /// Virtual addresses (for ARP, the socket filter and the ingress drop).
+    pub(crate) fn vips(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.services.iter().filter(|s| !s.key.is_fwmark()).map(|s| s.key.addr).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// NAT real servers as (service, address, port): their replies are vsd's.
+    pub(crate) fn nat_reals(&self) -> Vec<(ServiceKey, IpAddr, u16)> {
+        let mut v = Vec::new();
+        for s in &self.services {
+            for r in s.reals.iter().filter(|r| r.forward == Forward::Nat) {
+                if !v.iter().any(|(k, a, p)| *k == s.key && *a == r.addr && *p == r.port) {
+                    v.push((s.key, r.addr, r.port));
+                }
+            }
+        }
+        v
+    }
+
+    /// Every real server address with its forwarding method.
+    pub(crate) fn reals(&self) -> Vec<(IpAddr, Forward)> {
+        let mut v: Vec<(IpAddr, Forward)> =
+            self.services.iter().flat_map(|s| s.reals.iter().map(|r| (r.addr, r.forward))).collect();
+        v.sort_by_key(|(a, f)| (*a, *f as u8));
+        v.dedup();
+        v
+    }
+}
+
+fn describe(e: ConfigError) -> &'static str {
+    match e {
+        ConfigError::Exists => "already exists",
+        ConfigError::NotFound => "no such service or real server",
+        ConfigError::Range => "value out of range",
+        ConfigError::Full => "no room left (services or real servers per service)",
+        ConfigError::UnknownScheduler => "unknown scheduler",
+        ConfigError::Scheduler(_) => "the scheduler refused the change",
+        ConfigError::Invalid => "invalid (protocol, or a real server of another family that is not a tunnel)",
+    }
+}
+
+/// Makes `engine` hold exactly `target`, with the fewest operations: services and real servers
+/// that are gone are deleted (their connections drain as IPVS's do), new ones added, changed
+/// ones edited. On an error the engine may hold part of the change: validate on a scratch
+/// engine first (see [`validate`]).
+pub(crate) fn apply<const D: usize>(engine: &mut Engine<'_, D>, target: &Config) -> Result<(), String> {
+    let current: Vec<ServiceKey> = engine.services().map(|s| s.key()).collect();
+    for key in current.iter().filter(|k| !target.services.iter().any(|s| s.key == **k)) {
+        engine.delete_service(key).map_err(|e| format!("delete service: {}", describe(e)))?;
+    }
+    for spec in &target.services {
+        let config = ServiceConfig {
+            scheduler: &spec.scheduler,
+            flags: spec.flags,
+            one_packet: spec.one_packet,
+            persistence: spec.persistence,
+        };
+        let name = service_name(&spec.key);
+        match engine.service(&spec.key) {
+            None => engine.add_service(spec.key, &config).map_err(|e| format!("{name}: {}", describe(e)))?,
+            Some(s) => {
+                let changed = s.scheduler() != spec.scheduler
+                    || s.flags() != spec.flags
+                    || s.one_packet() != spec.one_packet
+                    || s.persistence() != spec.persistence;
+                if changed {
+                    engine.edit_service(&spec.key, &config).map_err(|e| format!("{name}: {}", describe(e)))?;
+                }
+            }
+        }
+        let existing: Vec<RealConfig> = engine
+            .service(&spec.key)
+            .map(|s| {
+                s.reals()
+                    .map(|(r, d)| RealConfig {
+                        addr: r.addr,
+                        port: r.port,
+                        forward: r.forward,
+                        weight: d.weight,
+                        upper_threshold: d.upper_threshold,
+                        lower_threshold: d.lower_threshold,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for old in existing.iter().filter(|o| !spec.reals.iter().any(|r| r.addr == o.addr && r.port == o.port)) {
+            engine
+                .delete_real(&spec.key, old.addr, old.port)
+                .map_err(|e| format!("{name}: delete real {}: {}", old.addr, describe(e)))?;
+        }
+        for real in &spec.reals {
+            match existing.iter().find(|o| o.addr == real.addr && o.port == real.port) {
+                None => engine.add_real(&spec.key, real),
+                Some(old) if old != real => engine.edit_real(&spec.key, real),
+                Some(_) => Ok(()),
+            }
+            .map_err(|e| format!("{name}: real {}: {}", real.addr, describe(e)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Services and real servers per engine (the host's fixed limits).
+pub(crate) const SERVICES: usize = 256;
+/// Real servers per service.
+pub(crate) const REALS: usize = 64;
+
+/// Checks that `target` can be applied, on a scratch engine with a tiny table.
+pub(crate) fn validate(target: &Config) -> Result<(), String> {
+    let capacity = 64;
+    let mut memory = vec![0u8; vs_proto::conn::ConnTable::footprint(capacity)];
+    let table = vs_proto::conn::ConnTable::new(&mut memory, capacity, 1).map_err(|e| format!("{e:?}"))?;
+    let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
+    let mut engine: Engine<'_, REALS> =
+        Engine::new(table, &mut slots[..], vs_proto::engine::EngineConfig::default()).map_err(|e| format!("{e:?}"))?;
+    apply(&mut engine, target)
+}
+
+/// `TCP 198.18.0.100:80`, `FWM 16 IPv6`, as ipvsadm names services.
+pub(crate) fn service_name(key: &ServiceKey) -> String {
+    if key.is_fwmark() {
+        return format!("FWM {}{}", key.fwmark, if key.addr.is_ipv6() { " IPv6" } else { "" });
+    }
+    let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" };
+    match key.addr {
+        IpAddr::V4(a) => format!("{proto} {a}:{}", key.port),
+        IpAddr::V6(a) => format!("{proto} [{a}]:{}", key.port),
+    }
+}

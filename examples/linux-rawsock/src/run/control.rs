@@ -1,0 +1,296 @@
+//! The control socket: a Unix stream socket speaking newline-delimited JSON, one request and
+//! one answer per line (try it with `socat - UNIX-CONNECT:/run/vsd.sock`). Requests:
+//!
+//! - `{"op":"status"}`: version, interfaces, threads, table capacity and occupancy;
+//! - `{"op":"get-config"}`: the rules in force, as text (`rules`);
+//! - `{"op":"set-config","rules":"..."}`: replaces the whole configuration atomically: a rules
+//!   text with an error changes nothing and the answer names the line;
+//! - `{"op":"list"}`: services and real servers with counters and rates (`services`);
+//! - `{"op":"conns"}`: the connection table (`conns`), as `ipvsadm -L -c` lists it;
+//! - `{"op":"zero"}`: zeroes the counters (`ipvsadm -Z`);
+//! - `{"op":"timeouts","tcp":S,"tcpfin":S,"udp":S}`: `ipvsadm --set` (0 keeps a value).
+//!
+//! Every answer has `"ok":true` or `"ok":false` with an `error` message.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use vs_proto::conn::Forward;
+use vs_proto::engine::{Counters, DropReason, Engine, Rates};
+
+use super::Director;
+use super::config::{REALS, service_name};
+
+/// Counters as the listing shows them.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub(crate) conns: u64,
+    pub(crate) inpkts: u64,
+    pub(crate) outpkts: u64,
+    pub(crate) inbytes: u64,
+    pub(crate) outbytes: u64,
+    pub(crate) cps: u64,
+    pub(crate) inpps: u64,
+    pub(crate) outpps: u64,
+    pub(crate) inbps: u64,
+    pub(crate) outbps: u64,
+}
+
+impl Stats {
+    fn of(c: &Counters, r: Rates) -> Stats {
+        Stats {
+            conns: c.conns,
+            inpkts: c.in_packets,
+            outpkts: c.out_packets,
+            inbytes: c.in_bytes,
+            outbytes: c.out_bytes,
+            cps: r.cps,
+            inpps: r.in_pps,
+            outpps: r.out_pps,
+            inbps: r.in_bps,
+            outbps: r.out_bps,
+        }
+    }
+    fn add(&mut self, o: &Stats) {
+        self.conns += o.conns;
+        self.inpkts += o.inpkts;
+        self.outpkts += o.outpkts;
+        self.inbytes += o.inbytes;
+        self.outbytes += o.outbytes;
+        self.cps += o.cps;
+        self.inpps += o.inpps;
+        self.outpps += o.outpps;
+        self.inbps += o.inbps;
+        self.outbps += o.outbps;
+    }
+}
+
+/// A real server in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct RealReport {
+    pub(crate) addr: IpAddr,
+    pub(crate) port: u16,
+    /// `Masq`, `Route` or `Tunnel`, as ipvsadm prints them.
+    pub(crate) forward: String,
+    pub(crate) weight: u32,
+    pub(crate) active: u32,
+    pub(crate) inactive: u32,
+    pub(crate) stats: Stats,
+}
+
+/// A service in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ServiceReport {
+    /// `TCP 198.18.0.100:80`, `FWM 1`.
+    pub(crate) name: String,
+    pub(crate) scheduler: String,
+    pub(crate) persistent: Option<u32>,
+    pub(crate) stats: Stats,
+    /// In IPVS list order (newest first).
+    pub(crate) reals: Vec<RealReport>,
+}
+
+/// One packet thread's (or, summed, the director's) listing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) services: Vec<ServiceReport>,
+    pub(crate) connections: usize,
+    pub(crate) capacity: usize,
+    pub(crate) total: Stats,
+    pub(crate) passed: u64,
+    pub(crate) drops: BTreeMap<String, u64>,
+    /// Frames the rings received and the kernel dropped for want of ring space.
+    pub(crate) ring_packets: u64,
+    pub(crate) ring_drops: u64,
+    /// Frames longer than the ring's snap length; frames the kernel refused to send.
+    pub(crate) truncated: u64,
+    pub(crate) tx_errors: u64,
+}
+
+fn forward_name(f: Forward) -> &'static str {
+    match f {
+        Forward::Nat => "Masq",
+        Forward::DirectRoute => "Route",
+        Forward::Tunnel => "Tunnel",
+    }
+}
+
+impl Report {
+    /// One engine's listing.
+    pub(crate) fn of(engine: &Engine<'_, REALS>) -> Report {
+        let services = engine
+            .services()
+            .map(|s| ServiceReport {
+                name: service_name(&s.key()),
+                scheduler: s.scheduler().to_owned(),
+                persistent: s.persistence().map(|p| p.timeout_s),
+                stats: Stats::of(s.stats(), s.rates()),
+                reals: s
+                    .reals()
+                    .map(|(r, d)| RealReport {
+                        addr: r.addr,
+                        port: r.port,
+                        forward: forward_name(r.forward).to_owned(),
+                        weight: d.weight,
+                        active: d.active,
+                        inactive: d.inactive,
+                        stats: Stats::of(&r.stats, r.rates.rates()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let global = engine.stats();
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), global.drops_for(*r)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Report {
+            services,
+            connections: engine.connections().len(),
+            capacity: engine.connections().capacity(),
+            total: Stats::of(&global.total, global.rates.rates()),
+            passed: global.passed,
+            drops,
+            ..Report::default()
+        }
+    }
+
+    /// Adds another thread's listing (same services, in the same order).
+    pub(crate) fn merge(&mut self, other: Report) {
+        if self.services.is_empty() && self.capacity == 0 {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.services.iter_mut().zip(other.services) {
+            mine.stats.add(&theirs.stats);
+            for (a, b) in mine.reals.iter_mut().zip(theirs.reals) {
+                a.active += b.active;
+                a.inactive += b.inactive;
+                a.stats.add(&b.stats);
+            }
+        }
+        self.connections += other.connections;
+        self.capacity += other.capacity;
+        self.total.add(&other.total);
+        self.passed += other.passed;
+        self.ring_packets += other.ring_packets;
+        self.ring_drops += other.ring_drops;
+        self.truncated += other.truncated;
+        self.tx_errors += other.tx_errors;
+        for (k, v) in other.drops {
+            *self.drops.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// A connection as `ipvsadm -L -c -n` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ConnRow {
+    pub(crate) proto: String,
+    /// Milliseconds until it expires.
+    pub(crate) expires_ms: u64,
+    pub(crate) state: String,
+    pub(crate) client: String,
+    pub(crate) virt: String,
+    pub(crate) real: String,
+}
+
+fn endpoint((addr, port): (IpAddr, u16)) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+impl ConnRow {
+    /// Every connection of one engine.
+    pub(crate) fn list(engine: &Engine<'_, REALS>, now_ms: u64) -> Vec<ConnRow> {
+        let now = (now_ms / vs_proto::engine::TICK_MS) as u32;
+        engine
+            .connections()
+            .iter()
+            .map(|(_, c)| {
+                let left = i64::from(c.expires().wrapping_sub(now) as i32).max(0) as u64;
+                ConnRow {
+                    proto: if c.proto() == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" }.to_owned(),
+                    expires_ms: left * vs_proto::engine::TICK_MS,
+                    state: if c.is_template() { "NONE".to_owned() } else { c.state().name().to_owned() },
+                    client: endpoint(c.client()),
+                    virt: endpoint(c.virt()),
+                    real: endpoint(c.real()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A request line.
+#[derive(Debug, Deserialize)]
+struct Request {
+    op: String,
+    #[serde(default)]
+    rules: Option<String>,
+    #[serde(default)]
+    tcp: u32,
+    #[serde(default)]
+    tcpfin: u32,
+    #[serde(default)]
+    udp: u32,
+}
+
+/// Answers one request line.
+pub(crate) fn handle(director: &Mutex<Director>, line: &str) -> serde_json::Value {
+    let request: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+    };
+    let Ok(mut d) = director.lock() else { return serde_json::json!({"ok": false, "error": "director poisoned"}) };
+    let result: Result<serde_json::Value, String> = match request.op.as_str() {
+        "status" => Ok(d.status()),
+        "get-config" => Ok(serde_json::json!({"rules": d.rules_text()})),
+        "set-config" => match request.rules {
+            Some(text) => d.set_rules(&text, "control socket").map(|()| serde_json::json!({})),
+            None => Err("set-config needs `rules`".into()),
+        },
+        "list" => d.report().map(|r| serde_json::json!({"report": r})),
+        "conns" => d.conns().map(|c| serde_json::json!({"conns": c})),
+        "zero" => d.zero().map(|()| serde_json::json!({})),
+        "timeouts" => d.timeouts([request.tcp, request.tcpfin, request.udp]).map(|()| serde_json::json!({})),
+        other => Err(format!("unknown op `{other}`")),
+    };
+    match result {
+        Ok(mut v) => {
+            v["ok"] = serde_json::Value::Bool(true);
+            v
+        }
+        Err(e) => serde_json::json!({"ok": false, "error": e}),
+    }
+}
+
+fn serve_client(director: &Mutex<Director>, stream: UnixStream) {
+    let Ok(reader) = stream.try_clone() else { return };
+    let mut writer = stream;
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { return };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = handle(director, &line);
+        if writeln!(writer, "{answer}").is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves the socket until the process ends (one thread per client).
+pub(crate) fn serve(listener: UnixListener, director: Arc<Mutex<Director>>) {
+    for stream in listener.incoming().flatten() {
+        let d = Arc::clone(&director);
+        std::thread::spawn(move || serve_client(&d, stream));
+    }
+}

@@ -1,0 +1,399 @@
+//! A packet thread: its own receive rings (one per interface, in the fanout group when there
+//! are several threads), its own engine and connection table, transmit sockets, and a command
+//! channel from the control plane. Frames are copied from the ring into buffers with headroom
+//! (room for a tunnel header), finished where offloads left them undone, and processed in
+//! bursts through `Engine::process_burst`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Instant;
+
+use vs_proto::conn::ConnTable;
+use vs_proto::engine::{Engine, EngineConfig, ServiceSlot, Verdict};
+use vs_proto::wire::{MacAddr, PacketBuf};
+
+use super::bpf::{self, Program, Selection};
+use super::config::{self, Config, REALS, SERVICES};
+use super::control::{ConnRow, Report};
+use super::memory::Mapped;
+use super::neigh::{Lookup, NeighView, Requests, Shared};
+use super::ring::{Geometry, RxRing, TxSocket, attach_filter};
+use super::{offload, responder};
+
+/// Bytes before each frame: room for an outer IPv6 header and more.
+const HEADROOM: usize = 128;
+/// The largest frame a ring hands over (a 64 KiB GSO packet with its link header).
+const SLOT: usize = HEADROOM + 65_536 + 64;
+/// Frames per burst.
+const BURST: usize = 32;
+/// Sweep the connection table this often.
+const SWEEP_MS: u64 = 16;
+/// Connections the sweep looks at per run.
+const SWEEP_BUDGET: usize = 1024;
+/// Clients remembered from their own frames (until the kernel resolves them).
+const LEARNED_MAX: usize = 65_536;
+
+/// One of vsd's interfaces.
+#[derive(Debug, Clone)]
+pub(crate) struct Port {
+    pub(crate) name: String,
+    pub(crate) ifindex: u32,
+    pub(crate) mac: MacAddr,
+    pub(crate) mtu: usize,
+}
+
+/// What the control plane asks a packet thread.
+pub(crate) enum Command {
+    /// Make the engine hold this configuration.
+    Apply(Arc<Config>, Sender<Result<(), String>>),
+    /// Counters and rates of every service and real server.
+    Report(Sender<Report>),
+    /// The connection table, as `ipvsadm -L -c` lists it.
+    Conns(Sender<Vec<ConnRow>>),
+    /// Zero the counters.
+    Zero(Sender<()>),
+    /// `ipvsadm --set TCP TCPFIN UDP` (seconds; 0 keeps a value).
+    Timeouts([u32; 3], Sender<Result<(), String>>),
+}
+
+/// Everything a packet thread starts from.
+pub(crate) struct Setup {
+    pub(crate) index: usize,
+    pub(crate) ports: Arc<Vec<Port>>,
+    pub(crate) capacity: usize,
+    pub(crate) seed: u64,
+    pub(crate) tunnel: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
+    /// PACKET_FANOUT group ids, one per port, when there are several threads.
+    pub(crate) fanout: Option<Vec<u16>>,
+    pub(crate) neigh: Arc<Shared>,
+    pub(crate) requests: Requests,
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) epoch: Instant,
+    pub(crate) config: Arc<Config>,
+}
+
+fn selection(config: &Config) -> Selection {
+    Selection { vips: config.vips(), nat_reals: config.nat_reals().into_iter().map(|(_, a, _)| a).collect() }
+}
+
+/// Opens the rings and sockets and maps the table; reports how it went through `ready`, then
+/// runs until `stop`.
+pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
+    let started = prepare(&setup);
+    let (mut rings, txs, memory, filters) = match started {
+        Ok(parts) => parts,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut memory = memory;
+    let backing = memory.backing;
+    let capacity = setup.capacity;
+    let table = match ConnTable::new(memory.bytes(), capacity, setup.seed) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = ready.send(Err(format!("connection table: {e:?}")));
+            return;
+        }
+    };
+    let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
+    let engine_config = EngineConfig {
+        mac: setup.ports[0].mac,
+        mtu: setup.ports.iter().map(|p| p.mtu).min().unwrap_or(1500).min(usize::from(u16::MAX)) as u16,
+        tunnel_v4: setup.tunnel.0,
+        tunnel_v6: setup.tunnel.1,
+        seed: setup.seed ^ (setup.index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ..EngineConfig::default()
+    };
+    let mut engine: Engine<'_, REALS> = match Engine::new(table, &mut slots[..], engine_config) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = ready.send(Err(format!("engine: {e:?}")));
+            return;
+        }
+    };
+    if let Err(e) = config::apply(&mut engine, &setup.config) {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    let _ = filters;
+    let _ = ready.send(Ok(format!("{capacity} connections in {:?}", backing)));
+    let mut thread = Thread {
+        ports: Arc::clone(&setup.ports),
+        txs,
+        slots: (0..BURST).map(|_| vec![0u8; SLOT]).collect(),
+        lens: Vec::with_capacity(BURST),
+        verdicts: vec![Verdict::Pass; BURST],
+        vips: setup.config.vips(),
+        learned: HashMap::new(),
+        view: setup.neigh.snapshot(),
+        view_generation: setup.neigh.generation(),
+        requests: setup.requests.clone(),
+        epoch: setup.epoch,
+        truncated: 0,
+        ring_packets: 0,
+        ring_drops: 0,
+    };
+    let mut last_sweep = 0u64;
+    while !setup.stop.load(Ordering::Relaxed) {
+        while let Ok(command) = setup.commands.try_recv() {
+            thread.command(command, &mut engine, &rings);
+        }
+        if setup.neigh.generation() != thread.view_generation {
+            thread.view_generation = setup.neigh.generation();
+            thread.view = setup.neigh.snapshot();
+        }
+        let mut busy = false;
+        for (port, ring) in rings.iter_mut().enumerate() {
+            // A few blocks per ring per turn, so that one busy interface cannot starve another.
+            for _ in 0..4 {
+                let mut frames = 0;
+                ring.drain_block(|frame| {
+                    frames += 1;
+                    thread.receive(&mut engine, port, frame);
+                });
+                if frames == 0 {
+                    break;
+                }
+                busy = true;
+            }
+        }
+        thread.process(&mut engine);
+        thread.flush();
+        let now = thread.now_ms();
+        if now >= last_sweep + SWEEP_MS {
+            engine.sweep(now, SWEEP_BUDGET);
+            last_sweep = now;
+        }
+        if !busy {
+            wait_any(&rings, 20);
+        }
+    }
+    engine.close();
+}
+
+type Prepared = (Vec<RxRing>, Vec<TxSocket>, Mapped, (Program, Option<Program>));
+
+fn prepare(setup: &Setup) -> Result<Prepared, String> {
+    let filter = bpf::socket_filter(&selection(&setup.config))?;
+    let fanout_program = match &setup.fanout {
+        Some(_) => Some(bpf::fanout_program(&setup.config.vips())?),
+        None => None,
+    };
+    let mut rings = Vec::new();
+    for (i, port) in setup.ports.iter().enumerate() {
+        // PACKET_FANOUT_CBPF (6): the program picks the thread.
+        let fanout = setup.fanout.as_ref().map(|ids| (ids[i], libc::PACKET_FANOUT_CBPF));
+        let ring = RxRing::open(port.ifindex, Geometry::default(), &filter, fanout, fanout_program.as_ref())
+            .map_err(|e| format!("{}: receive ring: {e}", port.name))?;
+        rings.push(ring);
+    }
+    let txs = setup
+        .ports
+        .iter()
+        .map(|p| TxSocket::open(p.ifindex).map_err(|e| format!("{}: transmit socket: {e}", p.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory =
+        Mapped::new(ConnTable::footprint(setup.capacity)).map_err(|e| format!("connection table memory: {e}"))?;
+    Ok((rings, txs, memory, (filter, fanout_program)))
+}
+
+fn wait_any(rings: &[RxRing], timeout_ms: i32) {
+    let mut fds: Vec<libc::pollfd> =
+        rings.iter().map(|r| libc::pollfd { fd: r.raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `fds` holds `fds.len()` valid pollfd entries.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+}
+
+/// A packet thread's state besides its engine.
+struct Thread {
+    ports: Arc<Vec<Port>>,
+    txs: Vec<TxSocket>,
+    slots: Vec<Vec<u8>>,
+    /// Length and ingress port of each frame waiting in `slots`.
+    lens: Vec<(usize, usize)>,
+    verdicts: Vec<Verdict>,
+    vips: Vec<IpAddr>,
+    learned: HashMap<IpAddr, (MacAddr, u16)>,
+    view: Arc<NeighView>,
+    view_generation: u64,
+    requests: Requests,
+    epoch: Instant,
+    truncated: u64,
+    ring_packets: u64,
+    ring_drops: u64,
+}
+
+impl Thread {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn command(&mut self, command: Command, engine: &mut Engine<'_, REALS>, rings: &[RxRing]) {
+        match command {
+            Command::Apply(config, reply) => {
+                let result = config::apply(engine, &config).and_then(|()| {
+                    let filter = bpf::socket_filter(&selection(&config))?;
+                    for ring in rings {
+                        attach_filter(ring.raw_fd(), &filter).map_err(|e| e.to_string())?;
+                    }
+                    Ok(())
+                });
+                self.vips = config.vips();
+                let _ = reply.send(result);
+            }
+            Command::Report(reply) => {
+                let mut report = Report::of(engine);
+                for ring in rings {
+                    let (packets, drops) = ring.take_stats();
+                    self.ring_packets += packets;
+                    self.ring_drops += drops;
+                }
+                report.ring_packets = self.ring_packets;
+                report.ring_drops = self.ring_drops;
+                report.truncated = self.truncated;
+                report.tx_errors = self.txs.iter().map(|t| t.errors).sum();
+                let _ = reply.send(report);
+            }
+            Command::Conns(reply) => {
+                let _ = reply.send(ConnRow::list(engine, self.now_ms()));
+            }
+            Command::Zero(reply) => {
+                let _ = engine.zero_stats(None);
+                let _ = reply.send(());
+            }
+            Command::Timeouts([tcp, tcpfin, udp], reply) => {
+                let result = engine.timeouts_mut().set_ipvsadm(tcp, tcpfin, udp).map_err(|e| format!("{e:?}"));
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Takes one frame from a ring: answers ARP / ND for the VIPs, learns the client's link
+    /// address, finishes offloaded work and queues the frame for the engine.
+    fn receive(&mut self, engine: &mut Engine<'_, REALS>, port: usize, frame: super::ring::RxFrame<'_>) {
+        if frame.truncated {
+            self.truncated += 1;
+            return;
+        }
+        let data = frame.data;
+        let ethertype = data.get(12..14);
+        if ethertype == Some(&[0x08, 0x06]) || is_neighbour_solicitation(data) {
+            // VIPs live on the client side: the first interface.
+            if port == 0
+                && let Some(answer) = responder::answer(data, self.ports[0].mac, &self.vips)
+                && let Some(tx) = self.txs.get_mut(0)
+            {
+                tx.push(&answer);
+            }
+            return;
+        }
+        self.learn(port, data);
+        let mtu = self.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        if data.len() > mtu + 14 {
+            let mut whole = data.to_vec();
+            if frame.csum_not_ready {
+                offload::complete_checksum(&mut whole);
+            }
+            let mut pieces = Vec::new();
+            if offload::segment(&whole, mtu, |seg| pieces.push(seg.to_vec())) {
+                for piece in pieces {
+                    self.queue(engine, port, &piece, false);
+                }
+                return;
+            }
+        }
+        self.queue(engine, port, data, frame.csum_not_ready);
+    }
+
+    fn queue(&mut self, engine: &mut Engine<'_, REALS>, port: usize, data: &[u8], csum_not_ready: bool) {
+        if self.lens.len() == BURST {
+            self.process(engine);
+        }
+        let i = self.lens.len();
+        let Some(slot) = self.slots.get_mut(i).and_then(|s| s.get_mut(HEADROOM..HEADROOM + data.len())) else {
+            return;
+        };
+        slot.copy_from_slice(data);
+        if csum_not_ready {
+            offload::complete_checksum(slot);
+        }
+        self.lens.push((data.len(), port));
+    }
+
+    /// A client's frames to a VIP tell its (or its router's) link address: kept until the
+    /// kernel's neighbour table has it, so that the first reply need not wait for ARP.
+    fn learn(&mut self, port: usize, data: &[u8]) {
+        let (src, dst) = match data.get(12..14) {
+            Some([0x08, 0x00]) => match (data.get(26..30), data.get(30..34)) {
+                (Some(s), Some(d)) => (
+                    IpAddr::from(<[u8; 4]>::try_from(s).unwrap_or_default()),
+                    IpAddr::from(<[u8; 4]>::try_from(d).unwrap_or_default()),
+                ),
+                _ => return,
+            },
+            Some([0x86, 0xdd]) => match (data.get(22..38), data.get(38..54)) {
+                (Some(s), Some(d)) => (
+                    IpAddr::from(<[u8; 16]>::try_from(s).unwrap_or_default()),
+                    IpAddr::from(<[u8; 16]>::try_from(d).unwrap_or_default()),
+                ),
+                _ => return,
+            },
+            _ => return,
+        };
+        if !self.vips.contains(&dst) || self.learned.contains_key(&src) {
+            return;
+        }
+        let Some(mac) = data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) else { return };
+        if self.learned.len() >= LEARNED_MAX {
+            self.learned.clear();
+        }
+        self.learned.insert(src, (MacAddr(mac), port as u16));
+    }
+
+    /// Runs the queued frames through the engine and queues what it transmits.
+    fn process(&mut self, engine: &mut Engine<'_, REALS>) {
+        if self.lens.is_empty() {
+            return;
+        }
+        let now = self.now_ms();
+        let lookup = Lookup { view: &self.view, learned: &self.learned, misses: RefCell::new(Vec::new()) };
+        let mut bufs: Vec<PacketBuf<'_>> = self
+            .slots
+            .iter_mut()
+            .zip(&self.lens)
+            .filter_map(|(slot, &(len, _))| PacketBuf::new(slot, HEADROOM, len).ok())
+            .collect();
+        let n = engine.process_burst(&mut bufs, now, &lookup, &mut self.verdicts);
+        for (buf, verdict) in bufs.iter_mut().zip(&self.verdicts).take(n) {
+            if let Verdict::Transmit { port, .. } = *verdict
+                && let (Some(tx), Some(p)) = (self.txs.get_mut(usize::from(port)), self.ports.get(usize::from(port)))
+            {
+                if let Some(src) = buf.data_mut().get_mut(6..12) {
+                    src.copy_from_slice(&p.mac.0);
+                }
+                tx.push(buf.data());
+            }
+        }
+        for (addr, ifindex) in lookup.misses.into_inner() {
+            let _ = self.requests.send((addr, ifindex));
+        }
+        self.lens.clear();
+    }
+
+    fn flush(&mut self) {
+        for tx in &mut self.txs {
+            tx.flush();
+        }
+    }
+}
+
+fn is_neighbour_solicitation(data: &[u8]) -> bool {
+    data.get(12..14) == Some(&[0x86, 0xdd]) && data.get(20) == Some(&58) && data.get(54) == Some(&135)
+}
