@@ -233,6 +233,12 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         self.services.as_ref().iter().filter_map(|s| s.0.as_ref()).filter(|s| !s.deleted)
     }
 
+    /// Every service slot in use, deleted services whose connections still drain included
+    /// (see [`Service::is_deleted`]): what a host must keep steering to the engine.
+    pub fn services_in_use(&self) -> impl Iterator<Item = &Service<D>> {
+        self.services.as_ref().iter().filter_map(|s| s.0.as_ref())
+    }
+
     fn service_index(&self, key: &ServiceKey) -> Option<usize> {
         self.services.as_ref().iter().position(|s| s.0.as_ref().is_some_and(|s| !s.deleted && s.key == *key))
     }

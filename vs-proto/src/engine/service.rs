@@ -277,6 +277,19 @@ impl<const D: usize> Service<D> {
         }
     }
 
+    /// Deleted (`ipvsadm -D`): matched by no new packet, kept until its last connection expires.
+    #[must_use]
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
+    /// Every real server slot in use: the configured servers and removed ones that connections
+    /// still refer to (IPVS's destination trash), whose replies the host must keep handing to
+    /// the engine until they drain.
+    pub fn real_slots(&self) -> impl Iterator<Item = &RealServer> {
+        self.reals.iter().flatten()
+    }
+
     /// The real servers in IPVS list order (newest first), with their scheduler state.
     pub fn reals(&self) -> impl Iterator<Item = (&RealServer, &vs_sched::Dest)> {
         self.dests.as_slice().iter().filter_map(|d| self.reals.iter().flatten().find(|r| r.id == d.id).map(|r| (r, d)))

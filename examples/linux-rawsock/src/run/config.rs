@@ -141,6 +141,65 @@ impl Config {
     }
 }
 
+/// What must be steered to vsd (by the socket filter) and kept from the kernel (by the ingress
+/// rules): the VIPs, and the NAT real servers' service ports whose packets are replies.
+/// Computed from the configuration and from the engines, whose deleted services and removed
+/// real servers keep their connections until they drain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Steering {
+    pub(crate) vips: Vec<IpAddr>,
+    pub(crate) nat: Vec<(vs_proto::wire::IpProtocol, IpAddr, u16)>,
+}
+
+impl Steering {
+    /// What a configuration needs.
+    pub(crate) fn of_config(config: &Config) -> Steering {
+        let mut s = Steering {
+            vips: config.vips(),
+            nat: config.nat_reals().into_iter().map(|(k, a, p)| (k.proto, a, p)).collect(),
+        };
+        s.normalise();
+        s
+    }
+
+    /// What an engine holds, draining services and servers included.
+    pub(crate) fn of_engine<const D: usize>(engine: &Engine<'_, D>) -> Steering {
+        let mut s = Steering::default();
+        for service in engine.services_in_use() {
+            let key = service.key();
+            if !key.is_fwmark() {
+                s.vips.push(key.addr);
+            }
+            for real in service.real_slots().filter(|r| r.forward == Forward::Nat) {
+                s.nat.push((key.proto, real.addr, real.port));
+            }
+        }
+        s.normalise();
+        s
+    }
+
+    /// Adds another's entries.
+    pub(crate) fn union(&mut self, other: &Steering) {
+        self.vips.extend(&other.vips);
+        self.nat.extend(&other.nat);
+        self.normalise();
+    }
+
+    fn normalise(&mut self) {
+        self.vips.sort();
+        self.vips.dedup();
+        self.nat.sort();
+        self.nat.dedup();
+    }
+
+    /// The socket filter's selection.
+    pub(crate) fn selection(&self) -> crate::run::bpf::Selection {
+        let mut nat_reals: Vec<IpAddr> = self.nat.iter().map(|(_, a, _)| *a).collect();
+        nat_reals.dedup();
+        crate::run::bpf::Selection { vips: self.vips.clone(), nat_reals }
+    }
+}
+
 fn describe(e: ConfigError) -> &'static str {
     match e {
         ConfigError::Exists => "already exists",

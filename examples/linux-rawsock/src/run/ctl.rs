@@ -65,7 +65,13 @@ pub(crate) fn run(control: &Path, command: &CtlCommand) -> Result<(), String> {
                 let persistent = s.persistent.map(|p| format!(" persistent {p}")).unwrap_or_default();
                 println!(
                     "{} {}{persistent}: conns {} inpkts {} outpkts {} inbytes {} outbytes {}",
-                    s.name, s.scheduler, s.stats.conns, s.stats.inpkts, s.stats.outpkts, s.stats.inbytes, s.stats.outbytes
+                    s.name,
+                    s.scheduler,
+                    s.stats.conns,
+                    s.stats.inpkts,
+                    s.stats.outpkts,
+                    s.stats.inbytes,
+                    s.stats.outbytes
                 );
                 for r in &s.reals {
                     println!(
@@ -102,7 +108,9 @@ pub(crate) fn run(control: &Path, command: &CtlCommand) -> Result<(), String> {
             }
         }
         CtlCommand::Status => println!("{}", request(control, &json!({"op": "status"}))?),
-        CtlCommand::GetConfig => print!("{}", request(control, &json!({"op": "get-config"}))?["rules"].as_str().unwrap_or("")),
+        CtlCommand::GetConfig => {
+            print!("{}", request(control, &json!({"op": "get-config"}))?["rules"].as_str().unwrap_or(""))
+        }
         CtlCommand::SetConfig { file } => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
             request(control, &json!({"op": "set-config", "rules": text}))?;

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use vs_proto::conn::Forward;
 use vs_proto::wire::MacAddr;
 
-use super::config::Config;
+use super::config::{Config, Steering};
 use super::neigh::NeighView;
 use super::worker::Port;
 
@@ -121,10 +121,9 @@ pub(crate) fn ip_forward() -> bool {
 /// The nftables table that drops, at netdev ingress (after AF_PACKET has seen the frame), the
 /// packets vsd handles: everything to a VIP, and NAT real servers' replies from their service
 /// ports. Everything else the kernel keeps handling (the real servers' own traffic, ARP...).
-pub(crate) fn nft_ruleset(config: &Config, ports: &[Port]) -> String {
-    let vips = config.vips();
-    let v4: Vec<String> = vips.iter().filter(|a| a.is_ipv4()).map(ToString::to_string).collect();
-    let v6: Vec<String> = vips.iter().filter(|a| a.is_ipv6()).map(ToString::to_string).collect();
+pub(crate) fn nft_ruleset(steering: &Steering, ports: &[Port]) -> String {
+    let v4: Vec<String> = steering.vips.iter().filter(|a| a.is_ipv4()).map(ToString::to_string).collect();
+    let v6: Vec<String> = steering.vips.iter().filter(|a| a.is_ipv6()).map(ToString::to_string).collect();
     let mut rules = Vec::new();
     if !v4.is_empty() {
         rules.push(format!("ip daddr {{ {} }} drop", v4.join(", ")));
@@ -132,8 +131,8 @@ pub(crate) fn nft_ruleset(config: &Config, ports: &[Port]) -> String {
     if !v6.is_empty() {
         rules.push(format!("ip6 daddr {{ {} }} drop", v6.join(", ")));
     }
-    for (key, addr, port) in config.nat_reals() {
-        let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "tcp" } else { "udp" };
+    for &(proto, addr, port) in &steering.nat {
+        let proto = if proto == vs_proto::wire::IpProtocol::TCP { "tcp" } else { "udp" };
         let family = if addr.is_ipv4() { "ip" } else { "ip6" };
         if port == 0 {
             rules.push(format!("{family} saddr {addr} meta l4proto {proto} drop"));
@@ -176,8 +175,8 @@ fn nft(script: &str) -> Result<(), String> {
 }
 
 /// Installs (or atomically replaces) the ingress rules.
-pub(crate) fn install_ingress(config: &Config, ports: &[Port]) -> Result<(), String> {
-    nft(&nft_ruleset(config, ports))
+pub(crate) fn install_ingress(steering: &Steering, ports: &[Port]) -> Result<(), String> {
+    nft(&nft_ruleset(steering, ports))
 }
 
 /// Removes them (at exit).

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use vs_proto::engine::ServiceKey;
 
-use config::{Config, Health};
+use config::{Config, Health, Steering};
 use control::{ConnRow, Report};
 use worker::{Command, Port};
 
@@ -84,6 +84,8 @@ pub(crate) struct Director {
     checks: Vec<(config::CheckRule, Arc<AtomicBool>)>,
     health_events: Sender<health::Event>,
     announcer: Option<ring::TxSocket>,
+    /// What the ingress rules cover now.
+    steering: Steering,
 }
 
 impl Director {
@@ -105,9 +107,14 @@ impl Director {
     fn push(&mut self) -> Result<(), String> {
         let effective = Arc::new(self.config.effective(&self.health));
         config::validate(&effective)?;
-        host::install_ingress(&effective, &self.ports)?;
+        // The kernel is kept off the new VIPs before the engines take them; what the engines
+        // still drain stays covered until `refresh_ingress` finds it gone.
+        let mut steering = self.steering.clone();
+        steering.union(&Steering::of_config(&effective));
+        self.install_ingress(steering)?;
         let results = self.ask(|tx| Command::Apply(Arc::clone(&effective), tx))?;
         results.into_iter().collect::<Result<Vec<()>, String>>()?;
+        self.refresh_ingress()?;
         let new_vips: Vec<IpAddr> =
             effective.vips().into_iter().filter(|v| !self.effective.vips().contains(v)).collect();
         self.announce(&new_vips);
@@ -118,6 +125,23 @@ impl Director {
         }
         self.effective = effective;
         Ok(())
+    }
+
+    fn install_ingress(&mut self, steering: Steering) -> Result<(), String> {
+        if steering != self.steering {
+            host::install_ingress(&steering, &self.ports)?;
+            self.steering = steering;
+        }
+        Ok(())
+    }
+
+    /// Shrinks (or grows) the ingress rules to what the engines hold.
+    fn refresh_ingress(&mut self) -> Result<(), String> {
+        let mut steering = Steering::default();
+        for s in self.ask(Command::Steering)? {
+            steering.union(&s);
+        }
+        self.install_ingress(steering)
     }
 
     /// Gratuitous ARP / unsolicited NA for VIPs that just appeared, on the client side.
@@ -308,7 +332,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
              this host (their gateway) needs `sysctl -w net.ipv4.ip_forward=1`"
         );
     }
-    host::install_ingress(&initial, &ports)?;
+    host::install_ingress(&Steering::of_config(&initial), &ports)?;
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -388,6 +412,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
         checks: Vec::new(),
         health_events: health_tx,
         announcer,
+        steering: Steering::of_config(&initial),
     }));
     {
         let mut d = director.lock().map_err(|_| "poisoned")?;
@@ -418,6 +443,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
         services = initial.services.len(),
         "vsd running"
     );
+    let mut last_refresh = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if reload.swap(false, Ordering::Relaxed)
             && let Some(path) = &options.rules
@@ -433,6 +459,14 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
             if let Ok(mut d) = director.lock() {
                 d.health_changed(event);
             }
+        }
+        if last_refresh.elapsed() >= Duration::from_secs(1) {
+            if let Ok(mut d) = director.lock()
+                && let Err(e) = d.refresh_ingress()
+            {
+                tracing::error!(error = %e, "updating the ingress rules failed");
+            }
+            last_refresh = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -16,8 +16,8 @@ use vs_proto::conn::ConnTable;
 use vs_proto::engine::{Engine, EngineConfig, ServiceSlot, Verdict};
 use vs_proto::wire::{MacAddr, PacketBuf};
 
-use super::bpf::{self, Program, Selection};
-use super::config::{self, Config, REALS, SERVICES};
+use super::bpf::{self, Program};
+use super::config::{self, Config, REALS, SERVICES, Steering};
 use super::control::{ConnRow, Report};
 use super::memory::Mapped;
 use super::neigh::{Lookup, NeighView, Requests, Shared};
@@ -56,6 +56,8 @@ pub(crate) enum Command {
     Conns(Sender<Vec<ConnRow>>),
     /// Zero the counters.
     Zero(Sender<()>),
+    /// What this thread's engine holds (draining services and servers included).
+    Steering(Sender<Steering>),
     /// `ipvsadm --set TCP TCPFIN UDP` (seconds; 0 keeps a value).
     Timeouts([u32; 3], Sender<Result<(), String>>),
 }
@@ -75,10 +77,6 @@ pub(crate) struct Setup {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) epoch: Instant,
     pub(crate) config: Arc<Config>,
-}
-
-fn selection(config: &Config) -> Selection {
-    Selection { vips: config.vips(), nat_reals: config.nat_reals().into_iter().map(|(_, a, _)| a).collect() }
 }
 
 /// Opens the rings and sockets and maps the table; reports how it went through `ready`, then
@@ -139,8 +137,10 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         truncated: 0,
         ring_packets: 0,
         ring_drops: 0,
+        steering: Steering::of_config(&setup.config),
     };
     let mut last_sweep = 0u64;
+    let mut last_steer = 0u64;
     while !setup.stop.load(Ordering::Relaxed) {
         while let Ok(command) = setup.commands.try_recv() {
             thread.command(command, &mut engine, &rings);
@@ -171,6 +171,12 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
             engine.sweep(now, SWEEP_BUDGET);
             last_sweep = now;
         }
+        if now >= last_steer + 1000 {
+            if let Err(e) = thread.steer(&engine, &rings) {
+                tracing::error!(error = %e, "updating the socket filter failed");
+            }
+            last_steer = now;
+        }
         if !busy {
             wait_any(&rings, 20);
         }
@@ -181,7 +187,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
 type Prepared = (Vec<RxRing>, Vec<TxSocket>, Mapped, (Program, Option<Program>));
 
 fn prepare(setup: &Setup) -> Result<Prepared, String> {
-    let filter = bpf::socket_filter(&selection(&setup.config))?;
+    let filter = bpf::socket_filter(&Steering::of_config(&setup.config).selection())?;
     let fanout_program = match &setup.fanout {
         Some(_) => Some(bpf::fanout_program(&setup.config.vips())?),
         None => None,
@@ -228,6 +234,8 @@ struct Thread {
     truncated: u64,
     ring_packets: u64,
     ring_drops: u64,
+    /// What the socket filter lets through now.
+    steering: Steering,
 }
 
 impl Thread {
@@ -238,15 +246,12 @@ impl Thread {
     fn command(&mut self, command: Command, engine: &mut Engine<'_, REALS>, rings: &[RxRing]) {
         match command {
             Command::Apply(config, reply) => {
-                let result = config::apply(engine, &config).and_then(|()| {
-                    let filter = bpf::socket_filter(&selection(&config))?;
-                    for ring in rings {
-                        attach_filter(ring.raw_fd(), &filter).map_err(|e| e.to_string())?;
-                    }
-                    Ok(())
-                });
+                let result = config::apply(engine, &config).and_then(|()| self.steer(engine, rings));
                 self.vips = config.vips();
                 let _ = reply.send(result);
+            }
+            Command::Steering(reply) => {
+                let _ = reply.send(Steering::of_engine(engine));
             }
             Command::Report(reply) => {
                 let mut report = Report::of(engine);
@@ -273,6 +278,21 @@ impl Thread {
                 let _ = reply.send(result);
             }
         }
+    }
+
+    /// Points the socket filter at what the engine holds now; a no-op when nothing changed
+    /// (run after every change and on the sweep, as draining services and servers go away).
+    fn steer(&mut self, engine: &Engine<'_, REALS>, rings: &[RxRing]) -> Result<(), String> {
+        let steering = Steering::of_engine(engine);
+        if steering == self.steering {
+            return Ok(());
+        }
+        let filter = bpf::socket_filter(&steering.selection())?;
+        for ring in rings {
+            attach_filter(ring.raw_fd(), &filter).map_err(|e| e.to_string())?;
+        }
+        self.steering = steering;
+        Ok(())
     }
 
     /// Takes one frame from a ring: answers ARP / ND for the VIPs, learns the client's link
