@@ -109,7 +109,7 @@ pub(crate) fn run(control: &Path, command: &CtlCommand) -> Result<(), String> {
         }
         CtlCommand::Status => println!("{}", request(control, &json!({"op": "status"}))?),
         CtlCommand::GetConfig => {
-            print!("{}", request(control, &json!({"op": "get-config"}))?["rules"].as_str().unwrap_or(""))
+            print!("{}", request(control, &json!({"op": "get-config"}))?["rules"].as_str().unwrap_or(""));
         }
         CtlCommand::SetConfig { file } => {
             let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
