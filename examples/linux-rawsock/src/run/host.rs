@@ -120,7 +120,8 @@ pub(crate) fn ip_forward() -> bool {
 
 /// The nftables table that drops, at netdev ingress (after AF_PACKET has seen the frame), the
 /// packets vsd handles: everything to a VIP, and NAT real servers' replies from their service
-/// ports. Everything else the kernel keeps handling (the real servers' own traffic, ARP...).
+/// ports to clients. Everything else the kernel keeps handling: the real servers' own traffic,
+/// ARP, and what they send to the director itself (answers to its health checks).
 pub(crate) fn nft_ruleset(steering: &Steering, ports: &[Port]) -> String {
     let v4: Vec<String> = steering.vips.iter().filter(|a| a.is_ipv4()).map(ToString::to_string).collect();
     let v6: Vec<String> = steering.vips.iter().filter(|a| a.is_ipv6()).map(ToString::to_string).collect();
@@ -135,9 +136,9 @@ pub(crate) fn nft_ruleset(steering: &Steering, ports: &[Port]) -> String {
         let proto = if proto == vs_proto::wire::IpProtocol::TCP { "tcp" } else { "udp" };
         let family = if addr.is_ipv4() { "ip" } else { "ip6" };
         if port == 0 {
-            rules.push(format!("{family} saddr {addr} meta l4proto {proto} drop"));
+            rules.push(format!("{family} saddr {addr} meta l4proto {proto} fib daddr type != local drop"));
         } else {
-            rules.push(format!("{family} saddr {addr} {proto} sport {port} drop"));
+            rules.push(format!("{family} saddr {addr} {proto} sport {port} fib daddr type != local drop"));
         }
     }
     rules.sort();

@@ -227,19 +227,25 @@ impl Topo {
     /// Starts a UDP echo service on every real server (port 7 by default), answering with the
     /// server's name and the datagram.
     pub(crate) fn udp_echo(&mut self, port: u16) {
+        self.udp_echo_on("::", port);
+    }
+
+    /// As `udp_echo`, bound to `addr` (the VIP for DR and TUN, so that answers come from it).
+    pub(crate) fn udp_echo_on(&mut self, addr: &str, port: u16) {
         let script = self.work.join("udp_echo.py");
         std::fs::write(
             &script,
             "import socket, sys\n\
-             s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
-             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
-             s.bind(('::', int(sys.argv[2])))\n\
+             v6 = ':' in sys.argv[3]\n\
+             s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)\n\
+             if v6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n\
+             s.bind((sys.argv[3], int(sys.argv[2])))\n\
              while True:\n    data, peer = s.recvfrom(2048)\n    s.sendto(sys.argv[1].encode() + b' ' + data, peer)\n",
         )
         .unwrap();
         for i in 1..=3 {
             let name = format!("rs{i}");
-            self.spawn(&name, &["python3", script.to_str().unwrap(), &name, &port.to_string()]);
+            self.spawn(&name, &["python3", script.to_str().unwrap(), &name, &port.to_string(), addr]);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -283,7 +289,12 @@ impl Topo {
 
     /// Kills the HTTP server of a real server; `restart_http` starts it again.
     pub(crate) fn stop_http(&self, rs: &str) {
-        self.ns(rs, &["pkill", "-f", "http.server 80"]);
+        // Only that namespace's server: pkill would see every namespace's processes.
+        self.script(&format!(
+            "for p in $(ip netns pids {prefix}{rs}); do \
+             if tr '\\0' ' ' </proc/$p/cmdline | grep -q 'http.server 80'; then kill $p; fi; done",
+            prefix = self.prefix
+        ));
     }
 
     pub(crate) fn restart_http(&self, rs: &str) {
