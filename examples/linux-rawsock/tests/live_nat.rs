@@ -103,3 +103,82 @@ fn nat_tutorial_tcp_udp_ipv4_ipv6() {
     assert!(!tables.contains("vsd"), "{tables}");
     assert!(!topo.control().exists());
 }
+
+#[test]
+fn packet_threads_own_both_directions_of_their_connections() {
+    live_or_skip!("packet_threads_own_both_directions_of_their_connections");
+    let mut topo = Topo::up("nat", "vsn3-");
+    topo.udp_echo(7);
+    topo.start_vsd(TUTORIAL, &["--iface", "d0", "--iface", "d1", "--threads", "2"]);
+    // Every request is answered only if each NAT reply reaches the thread whose table holds its
+    // connection (the fanout program hashes the client's side of both directions).
+    let mut answers = topo.http("http://198.18.0.100/", 40, None);
+    answers.extend(topo.http("http://[2001:db8::100]/", 12, None));
+    answers.extend(topo.udp("198.18.0.100", 7, 12));
+    answers.extend(topo.udp("2001:db8::100", 7, 12));
+    assert!(answers.iter().all(|a| a.starts_with("rs")), "{answers:?}");
+    let report = topo.ctl(serde_json::json!({"op": "list"}))["report"].clone();
+    let per_thread: Vec<u64> = report["thread_conns"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(per_thread.len(), 2);
+    assert_eq!(per_thread.iter().sum::<u64>(), 76, "{report}");
+    assert!(per_thread.iter().all(|n| *n >= 10), "both threads take a share: {per_thread:?}");
+    // Each reply was forwarded by the thread that saw its request: as many packets out as in.
+    assert_eq!(report["total"]["inpkts"], report["total"]["outpkts"], "{report}");
+}
+
+#[test]
+fn announces_vips_and_refuses_what_cannot_work() {
+    live_or_skip!("announces_vips_and_refuses_what_cannot_work");
+    let mut topo = Topo::up("nat", "vsn4-");
+    // A client with a stale neighbour entry for the VIP (another MAC): the gratuitous ARP at
+    // start moves it to the director.
+    topo.ns_ok(
+        "client",
+        &["ip", "neigh", "replace", "198.18.0.100", "lladdr", "02:00:00:00:99:99", "dev", "c0", "nud", "stale"],
+    );
+    topo.start_vsd(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    let d0_mac = topo.ns_ok("dir", &["cat", "/sys/class/net/d0/address"]);
+    let mut seen = String::new();
+    for _ in 0..20 {
+        seen = topo.ns_ok("client", &["ip", "neigh", "show", "198.18.0.100"]);
+        if seen.contains(d0_mac.trim()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(seen.contains(d0_mac.trim()), "client's entry: {seen}, director: {d0_mac}");
+    topo.signal(libc::SIGTERM);
+    assert_eq!(topo.wait_vsd(), Some(0));
+
+    // Refusals name what to change.
+    let vsd = env!("CARGO_BIN_EXE_vsd");
+    let rules = topo.work.join("refuse");
+    let control = topo.work.join("refuse.sock");
+    let refuse = |rules_text: &str, extra: &[&str]| -> String {
+        std::fs::write(&rules, rules_text).unwrap();
+        let mut args = vec![vsd, "run", "--rules", rules.to_str().unwrap(), "--control", control.to_str().unwrap()];
+        args.extend(extra);
+        let out = topo.ns("dir", &args);
+        assert!(!out.status.success(), "{rules_text} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refuse(TUTORIAL, &["--iface", "nosuch0"]);
+    assert!(err.contains("interface nosuch0 does not exist"), "{err}");
+    topo.ns_ok("dir", &["ip", "addr", "add", "198.18.0.100/32", "dev", "d0"]);
+    let err = refuse(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    assert!(err.contains("ip addr del 198.18.0.100/32 dev d0"), "{err}");
+    topo.ns_ok("dir", &["ip", "addr", "del", "198.18.0.100/32", "dev", "d0"]);
+    let err = refuse(
+        "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1 -i\n",
+        &["--iface", "d0", "--iface", "d1"],
+    );
+    assert!(err.contains("--tun-src"), "{err}");
+    let err = refuse(
+        "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.9.9 -g\n",
+        &["--iface", "d0", "--iface", "d1"],
+    );
+    assert!(err.contains("198.18.9.9"), "{err}");
+    topo.ns_ok("dir", &["ip", "link", "set", "d1", "down"]);
+    let err = refuse(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    assert!(err.contains("ip link set d1 up"), "{err}");
+}

@@ -19,6 +19,9 @@ const ALU_MUL_K: u16 = 0x24;
 const ALU_RSH_K: u16 = 0x74;
 const TAX: u16 = 0x07;
 
+/// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the skb's protocol (EtherType), in host order.
+const SKF_AD_PROTOCOL: u32 = 0xffff_f000;
+
 /// Bytes a frame may be copied up with: all of it.
 const ACCEPT: u32 = 0x0004_0000;
 
@@ -183,13 +186,16 @@ pub(crate) fn socket_filter(sel: &Selection) -> Result<Program, String> {
     a.finish()
 }
 
-/// The fanout program: hashes the client's address and port, which a packet to a VIP carries
+/// The fanout program (`PACKET_FANOUT_CBPF`): hashes the client's address and port, which a packet to a VIP carries
 /// as its source and a NAT reply as its destination, so both directions of a connection reach
 /// the packet thread that owns it. The kernel takes the result modulo the group's size.
 pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
     let mut a = Asm::default();
     let (v4, v6, other) = (a.label(), a.label(), a.label());
-    a.op(LD_H_ABS, ETHERTYPE);
+    // The fanout program runs before the link header is pushed back: offsets start at the IP
+    // header and the EtherType comes from the skb (an ancillary load).
+    const L3: u32 = 0;
+    a.op(LD_W_ABS, SKF_AD_PROTOCOL);
     a.jeq_far(0x0800, v4);
     a.jeq_far(0x86dd, v6);
     a.jump(other);

@@ -106,6 +106,8 @@ pub(crate) struct Report {
     /// Frames the rings received and the kernel dropped for want of ring space.
     pub(crate) ring_packets: u64,
     pub(crate) ring_drops: u64,
+    /// Connections scheduled by each packet thread.
+    pub(crate) thread_conns: Vec<u64>,
     /// Frames longer than the ring's snap length; frames the kernel refused to send.
     pub(crate) truncated: u64,
     pub(crate) tx_errors: u64,
@@ -156,6 +158,7 @@ impl Report {
             total: Stats::of(&global.total, global.rates.rates()),
             passed: global.passed,
             drops,
+            thread_conns: vec![global.total.conns],
             ..Report::default()
         }
     }
@@ -178,6 +181,7 @@ impl Report {
         self.capacity += other.capacity;
         self.total.add(&other.total);
         self.passed += other.passed;
+        self.thread_conns.extend(other.thread_conns);
         self.ring_packets += other.ring_packets;
         self.ring_drops += other.ring_drops;
         self.truncated += other.truncated;

@@ -16,6 +16,17 @@ pub(crate) enum Backing {
     Pages,
 }
 
+impl std::fmt::Display for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::HugePages => f.write_str("2 MiB huge pages"),
+            Backing::Pages => f.write_str(
+                "ordinary pages (too few huge pages reserved: raise vm.nr_hugepages to use them; transparent huge pages requested)",
+            ),
+        }
+    }
+}
+
 /// An anonymous mapping, zeroed, of at least the requested size.
 #[derive(Debug)]
 pub(crate) struct Mapped {

@@ -92,6 +92,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
     };
     let mut memory = memory;
     let backing = memory.backing;
+    let memory_len = memory.bytes().len();
     let capacity = setup.capacity;
     let table = match ConnTable::new(memory.bytes(), capacity, setup.seed) {
         Ok(t) => t,
@@ -121,7 +122,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         return;
     }
     let _ = filters;
-    let _ = ready.send(Ok(format!("{capacity} connections in {:?}", backing)));
+    let _ = ready.send(Ok(format!("{capacity} connections in {} MiB of {backing}", memory_len >> 20)));
     let mut thread = Thread {
         ports: Arc::clone(&setup.ports),
         txs,
