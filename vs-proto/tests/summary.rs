@@ -244,3 +244,18 @@ fn fill_l4_checksum_completes_a_partial_checksum() {
     let s = Summary::from_ethernet(&icmp).unwrap();
     assert!(!s.fill_l4_checksum(&mut icmp));
 }
+
+#[test]
+fn partial_checksum_completes_to_the_full_one() {
+    // What an offloading sender does with the partial form: sum the segment (with the partial
+    // value in the field) and complement. It must equal the full checksum.
+    let mut t = tcp(40000, 80, 0x18);
+    t.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut frame = ethernet(0x0800, &ipv4([198, 18, 0, 1], [198, 18, 1, 1], IpProtocol::TCP, &t));
+    let s = Summary::from_ethernet(&frame).unwrap();
+    assert_eq!(s.fill_partial_l4_checksum(&mut frame), Some(16));
+    let field = s.l4_offset + 16;
+    let completed = !vs_proto::wire::checksum::fold(vs_proto::wire::checksum::sum(0, &frame[s.l4_offset..s.l3_end]));
+    frame[field..field + 2].copy_from_slice(&completed.to_be_bytes());
+    assert_eq!(s.l4_checksum_ok(&frame), Some(true));
+}

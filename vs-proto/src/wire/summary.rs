@@ -336,6 +336,33 @@ impl Summary {
         }
     }
 
+    /// Writes the transport checksum field of a parsed TCP or UDP packet in the form a
+    /// checksum-offloading transmitter completes (Linux's `CHECKSUM_PARTIAL`, virtio's
+    /// `NEEDS_CSUM`): the folded pseudo-header sum, not complemented, for the packet's current
+    /// addresses and transport length. The sender then sums the segment from the transport
+    /// header on. Returns the field's offset within the transport header (16 for TCP, 6 for
+    /// UDP), or `None` with nothing written when it does not apply.
+    pub fn fill_partial_l4_checksum(&self, packet: &mut [u8]) -> Option<usize> {
+        if self.fragment.is_some() {
+            return None;
+        }
+        let (proto, field) = match self.proto {
+            Some(p @ IpProtocol::TCP) => (p, 16usize),
+            Some(p @ IpProtocol::UDP) => (p, 6usize),
+            _ => return None,
+        };
+        let length = u32::try_from(self.l3_end.checked_sub(self.l4_offset)?).ok()?;
+        let pseudo = match (self.src?, self.dst?) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => checksum::pseudo_header_v4(s, d, proto, length),
+            (IpAddr::V6(s), IpAddr::V6(d)) => checksum::pseudo_header_v6(s, self.final_dst.unwrap_or(d), proto, length),
+            _ => return None,
+        };
+        let at = self.l4_offset.checked_add(field)?;
+        let slot = packet.get_mut(at..at.checked_add(2)?)?;
+        slot.copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        Some(field)
+    }
+
     /// True when the IPv4 header checksum is correct (`None` for IPv6 and non-IP).
     #[must_use]
     pub fn ipv4_checksum_ok(&self, packet: &[u8]) -> Option<bool> {

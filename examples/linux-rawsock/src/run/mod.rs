@@ -398,7 +398,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
         workers.push(cmd_tx);
     }
     let (health_tx, health_rx): (Sender<health::Event>, Receiver<health::Event>) = mpsc::channel();
-    let announcer = ring::TxSocket::open(ports[0].ifindex).ok();
+    let announcer = ring::TxSocket::open(ports[0].ifindex, false, ports[0].mtu).ok();
     let director = Arc::new(Mutex::new(Director {
         ports: Arc::clone(&ports),
         workers,

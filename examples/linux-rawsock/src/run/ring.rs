@@ -78,6 +78,55 @@ pub(crate) fn attach_filter(fd: RawFd, program: &Program) -> io::Result<()> {
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog, "SO_ATTACH_FILTER")
 }
 
+/// The virtio-net header AF_PACKET puts before each frame with `PACKET_VNET_HDR` (and takes
+/// before each frame sent): checksum-offload and segmentation-offload state, so that partial
+/// checksums and GSO super-frames can cross user space whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct VnetHdr {
+    pub(crate) flags: u8,
+    pub(crate) gso_type: u8,
+    pub(crate) hdr_len: u16,
+    pub(crate) gso_size: u16,
+    pub(crate) csum_start: u16,
+    pub(crate) csum_offset: u16,
+}
+
+/// Its size on the wire of the socket.
+pub(crate) const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` is to be completed.
+pub(crate) const VNET_NEEDS_CSUM: u8 = 1;
+
+impl VnetHdr {
+    /// Reads one (the kernel writes it in host byte order, little-endian here).
+    fn read(b: &[u8]) -> VnetHdr {
+        let u = |i: usize| u16::from_le_bytes([b.get(i).copied().unwrap_or(0), b.get(i + 1).copied().unwrap_or(0)]);
+        VnetHdr {
+            flags: b.first().copied().unwrap_or(0),
+            gso_type: b.get(1).copied().unwrap_or(0),
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        }
+    }
+
+    fn bytes(self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        b
+    }
+
+    /// A segmentation-offload super-frame.
+    pub(crate) fn is_gso(self) -> bool {
+        self.gso_type & 0x7f != 0
+    }
+}
+
 /// One received frame, borrowed from the ring until the block is released.
 #[derive(Debug)]
 pub(crate) struct RxFrame<'a> {
@@ -87,6 +136,8 @@ pub(crate) struct RxFrame<'a> {
     pub(crate) csum_not_ready: bool,
     /// The frame was cut to the ring's snap length.
     pub(crate) truncated: bool,
+    /// Its offload state (all zero when the ring has no virtio-net headers).
+    pub(crate) vnet: VnetHdr,
 }
 
 /// A TPACKET_V3 receive ring bound to one interface.
@@ -98,6 +149,8 @@ pub(crate) struct RxRing {
     geometry: Geometry,
     /// The block to read next.
     current: u32,
+    /// Frames come with a virtio-net header before them.
+    vnet: bool,
 }
 
 // SAFETY: the mapping belongs to this ring alone; it is only touched through `&mut self`.
@@ -113,6 +166,7 @@ impl RxRing {
         filter: &Program,
         fanout: Option<(u16, u32)>,
         fanout_program: Option<&Program>,
+        vnet: bool,
     ) -> io::Result<RxRing> {
         // Protocol 0 until bound: nothing is queued before the filter is in place.
         let fd = packet_socket(0)?;
@@ -121,6 +175,9 @@ impl RxRing {
         // Frames this host sends (our own transmissions included) are not wanted.
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32, "PACKET_IGNORE_OUTGOING")?;
         attach_filter(raw, filter)?;
+        if vnet {
+            setsockopt(raw, libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1i32, "PACKET_VNET_HDR")?;
+        }
         let req = libc::tpacket_req3 {
             tp_block_size: geometry.block_size,
             tp_block_nr: geometry.block_count,
@@ -156,7 +213,7 @@ impl RxRing {
         } else {
             map
         };
-        let ring = RxRing { fd, map: map.cast(), map_len, geometry, current: 0 };
+        let ring = RxRing { fd, map: map.cast(), map_len, geometry, current: 0, vnet };
         bind(raw, ifindex, ETH_P_ALL_BE)?;
         if let Some((id, mode)) = fanout {
             if let Some(program) = fanout_program {
@@ -218,10 +275,18 @@ impl RxRing {
             if start + len <= block_size {
                 // SAFETY: the frame's bytes lie within the block, which stays ours during `f`.
                 let data = unsafe { std::slice::from_raw_parts(block.add(start), len) };
+                let vnet = if self.vnet && start >= offset + VNET_HDR_LEN {
+                    // SAFETY: the kernel wrote the header just before the frame, inside the
+                    // block (checked above).
+                    VnetHdr::read(unsafe { std::slice::from_raw_parts(block.add(start - VNET_HDR_LEN), VNET_HDR_LEN) })
+                } else {
+                    VnetHdr::default()
+                };
                 f(RxFrame {
                     data,
                     csum_not_ready: hdr.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0,
                     truncated: hdr.tp_snaplen < hdr.tp_len,
+                    vnet,
                 });
             }
             if hdr.tp_next_offset == 0 {
@@ -275,31 +340,82 @@ pub(crate) struct TxSocket {
     pub(crate) errors: u64,
     /// Frames sent.
     pub(crate) sent: u64,
+    /// Each frame is preceded by a virtio-net header (PACKET_VNET_HDR).
+    vnet: bool,
+    /// The interface takes GSO super-frames. With the qdisc bypassed the kernel cannot segment
+    /// for a device that lacks segmentation offload (it refuses with ENOBUFS): after the first
+    /// refusal vsd cuts super-frames itself.
+    gso_ok: bool,
+    /// The interface's MTU, for that cutting.
+    mtu: usize,
 }
 
 /// Frames sent with one `sendmmsg` call at most.
 const TX_BURST: usize = 64;
 
 impl TxSocket {
-    /// Opens a transmit socket on `ifindex`. Protocol 0: it receives nothing.
-    pub(crate) fn open(ifindex: u32) -> io::Result<TxSocket> {
+    /// Opens a transmit socket on `ifindex`. Protocol 0: it receives nothing. With `vnet`, every
+    /// frame carries its offload state (`push_offloaded`).
+    pub(crate) fn open(ifindex: u32, vnet: bool, mtu: usize) -> io::Result<TxSocket> {
         let fd = packet_socket(0)?;
         setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &1i32, "PACKET_QDISC_BYPASS")?;
+        if vnet {
+            setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1i32, "PACKET_VNET_HDR")?;
+        }
         bind(fd.as_raw_fd(), ifindex, 0)?;
-        Ok(TxSocket { fd, ifindex, bytes: Vec::with_capacity(TX_BURST * 2048), frames: Vec::new(), errors: 0, sent: 0 })
+        Ok(TxSocket {
+            fd,
+            ifindex,
+            bytes: Vec::with_capacity(TX_BURST * 2048),
+            frames: Vec::new(),
+            errors: 0,
+            sent: 0,
+            vnet,
+            gso_ok: true,
+            mtu,
+        })
     }
 
-    /// Queues a frame; sends the queue when a burst is full.
+    /// Queues a frame with nothing left for the kernel to do.
     pub(crate) fn push(&mut self, frame: &[u8]) {
-        self.frames.push((self.bytes.len(), frame.len()));
+        self.push_offloaded(frame, VnetHdr::default());
+    }
+
+    /// Queues a frame with its offload state (a partial checksum to complete, a super-frame
+    /// to segment); sends the queue when a burst is full.
+    pub(crate) fn push_offloaded(&mut self, frame: &[u8], offload: VnetHdr) {
+        if offload.is_gso() && !self.gso_ok {
+            self.push_segmented(frame);
+            return;
+        }
+        let start = self.bytes.len();
+        if self.vnet {
+            self.bytes.extend_from_slice(&offload.bytes());
+        }
         self.bytes.extend_from_slice(frame);
+        self.frames.push((start, self.bytes.len() - start));
         if self.frames.len() >= TX_BURST {
             self.flush();
         }
     }
 
+    /// Cuts a super-frame (its checksum partial) into MTU-sized segments, each complete.
+    fn push_segmented(&mut self, frame: &[u8]) {
+        let mut whole = frame.to_vec();
+        super::offload::complete_checksum(&mut whole);
+        let mut pieces = Vec::new();
+        if super::offload::segment(&whole, self.mtu, |seg| pieces.push(seg.to_vec())) {
+            for piece in pieces {
+                self.push(&piece);
+            }
+        } else {
+            self.errors += 1;
+        }
+    }
+
     /// Sends every queued frame.
     pub(crate) fn flush(&mut self) {
+        let mut refused_gso = Vec::new();
         let mut done = 0;
         while done < self.frames.len() {
             let chunk = &self.frames[done..];
@@ -329,8 +445,28 @@ impl TxSocket {
                 libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_DONTWAIT)
             };
             if rc <= 0 {
-                // The first frame was refused (EMSGSIZE, ENOBUFS): count it and go on.
-                self.errors += 1;
+                // The first frame was refused (EMSGSIZE, ENOBUFS): count it and go on, unless
+                // it is a super-frame the device cannot take, which is cut and sent again.
+                let error = io::Error::last_os_error();
+                let (off, len) = self.frames[done];
+                let offload = if self.vnet { self.bytes.get(off..off + VNET_HDR_LEN).map(VnetHdr::read) } else { None };
+                if let Some(hdr) = offload.filter(|h| h.is_gso())
+                    && error.raw_os_error() == Some(libc::ENOBUFS)
+                {
+                    if self.gso_ok {
+                        tracing::info!(
+                            ifindex = self.ifindex,
+                            "the interface takes no GSO frames with the qdisc bypassed; vsd segments them itself"
+                        );
+                    }
+                    self.gso_ok = false;
+                    refused_gso.push((self.bytes[off + VNET_HDR_LEN..off + len].to_vec(), hdr));
+                } else {
+                    if self.errors.is_power_of_two() || self.errors == 0 {
+                        tracing::warn!(%error, len, refused = self.errors + 1, "transmit refused");
+                    }
+                    self.errors += 1;
+                }
                 done += 1;
             } else {
                 self.sent += rc as u64;
@@ -339,5 +475,11 @@ impl TxSocket {
         }
         self.frames.clear();
         self.bytes.clear();
+        if !refused_gso.is_empty() {
+            for (frame, hdr) in refused_gso {
+                self.push_offloaded(&frame, hdr);
+            }
+            self.flush();
+        }
     }
 }

@@ -21,7 +21,7 @@ use super::config::{self, Config, REALS, SERVICES, Steering};
 use super::control::{ConnRow, Report};
 use super::memory::Mapped;
 use super::neigh::{Lookup, NeighView, Requests, Shared};
-use super::ring::{Geometry, RxRing, TxSocket, attach_filter};
+use super::ring::{Geometry, RxRing, TxSocket, VNET_NEEDS_CSUM, VnetHdr, attach_filter};
 use super::{offload, responder};
 
 /// Bytes before each frame: room for an outer IPv6 header and more.
@@ -36,6 +36,15 @@ const SWEEP_MS: u64 = 16;
 const SWEEP_BUDGET: usize = 1024;
 /// Clients remembered from their own frames (until the kernel resolves them).
 const LEARNED_MAX: usize = 65_536;
+
+/// A frame waiting in a slot.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    len: usize,
+    /// Its offload state as received, when it is passed on to the kernel to finish (a partial
+    /// checksum, a GSO super-frame).
+    offload: Option<VnetHdr>,
+}
 
 /// One of vsd's interfaces.
 #[derive(Debug, Clone)]
@@ -139,6 +148,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         ring_packets: 0,
         ring_drops: 0,
         steering: Steering::of_config(&setup.config),
+        passthrough: !has_tunnels(&engine),
     };
     let mut last_sweep = 0u64;
     let mut last_steer = 0u64;
@@ -197,14 +207,14 @@ fn prepare(setup: &Setup) -> Result<Prepared, String> {
     for (i, port) in setup.ports.iter().enumerate() {
         // PACKET_FANOUT_CBPF (6): the program picks the thread.
         let fanout = setup.fanout.as_ref().map(|ids| (ids[i], libc::PACKET_FANOUT_CBPF));
-        let ring = RxRing::open(port.ifindex, Geometry::default(), &filter, fanout, fanout_program.as_ref())
+        let ring = RxRing::open(port.ifindex, Geometry::default(), &filter, fanout, fanout_program.as_ref(), true)
             .map_err(|e| format!("{}: receive ring: {e}", port.name))?;
         rings.push(ring);
     }
     let txs = setup
         .ports
         .iter()
-        .map(|p| TxSocket::open(p.ifindex).map_err(|e| format!("{}: transmit socket: {e}", p.name)))
+        .map(|p| TxSocket::open(p.ifindex, true, p.mtu).map_err(|e| format!("{}: transmit socket: {e}", p.name)))
         .collect::<Result<Vec<_>, _>>()?;
     let memory =
         Mapped::new(ConnTable::footprint(setup.capacity)).map_err(|e| format!("connection table memory: {e}"))?;
@@ -223,8 +233,12 @@ struct Thread {
     ports: Arc<Vec<Port>>,
     txs: Vec<TxSocket>,
     slots: Vec<Vec<u8>>,
-    /// Length and ingress port of each frame waiting in `slots`.
-    lens: Vec<(usize, usize)>,
+    /// The frames waiting in `slots`.
+    lens: Vec<Pending>,
+    /// Partial checksums and super-frames go through whole and the kernel finishes them on
+    /// transmit; off while tunnel servers exist (an encapsulated super-frame cannot be
+    /// described to the kernel), when vsd finishes them itself before the engine.
+    passthrough: bool,
     verdicts: Vec<Verdict>,
     vips: Vec<IpAddr>,
     learned: HashMap<IpAddr, (MacAddr, u16)>,
@@ -249,6 +263,7 @@ impl Thread {
             Command::Apply(config, reply) => {
                 let result = config::apply(engine, &config).and_then(|()| self.steer(engine, rings));
                 self.vips = config.vips();
+                self.passthrough = !has_tunnels(engine);
                 let _ = reply.send(result);
             }
             Command::Steering(reply) => {
@@ -316,6 +331,11 @@ impl Thread {
             return;
         }
         self.learn(port, data);
+        if self.passthrough {
+            let offload = (frame.csum_not_ready || frame.vnet.is_gso()).then_some(frame.vnet);
+            self.queue(engine, data, offload, false);
+            return;
+        }
         let mtu = self.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
         if data.len() > mtu + 14 {
             let mut whole = data.to_vec();
@@ -325,15 +345,15 @@ impl Thread {
             let mut pieces = Vec::new();
             if offload::segment(&whole, mtu, |seg| pieces.push(seg.to_vec())) {
                 for piece in pieces {
-                    self.queue(engine, port, &piece, false);
+                    self.queue(engine, &piece, None, false);
                 }
                 return;
             }
         }
-        self.queue(engine, port, data, frame.csum_not_ready);
+        self.queue(engine, data, None, frame.csum_not_ready);
     }
 
-    fn queue(&mut self, engine: &mut Engine<'_, REALS>, port: usize, data: &[u8], csum_not_ready: bool) {
+    fn queue(&mut self, engine: &mut Engine<'_, REALS>, data: &[u8], offload: Option<VnetHdr>, csum_not_ready: bool) {
         if self.lens.len() == BURST {
             self.process(engine);
         }
@@ -345,7 +365,7 @@ impl Thread {
         if csum_not_ready {
             offload::complete_checksum(slot);
         }
-        self.lens.push((data.len(), port));
+        self.lens.push(Pending { len: data.len(), offload });
     }
 
     /// A client's frames to a VIP tell its (or its router's) link address: kept until the
@@ -389,17 +409,18 @@ impl Thread {
             .slots
             .iter_mut()
             .zip(&self.lens)
-            .filter_map(|(slot, &(len, _))| PacketBuf::new(slot, HEADROOM, len).ok())
+            .filter_map(|(slot, pending)| PacketBuf::new(slot, HEADROOM, pending.len).ok())
             .collect();
         let n = engine.process_burst(&mut bufs, now, &lookup, &mut self.verdicts);
-        for (buf, verdict) in bufs.iter_mut().zip(&self.verdicts).take(n) {
+        for ((buf, verdict), pending) in bufs.iter_mut().zip(&self.verdicts).zip(&self.lens).take(n) {
             if let Verdict::Transmit { port, .. } = *verdict
                 && let (Some(tx), Some(p)) = (self.txs.get_mut(usize::from(port)), self.ports.get(usize::from(port)))
             {
                 if let Some(src) = buf.data_mut().get_mut(6..12) {
                     src.copy_from_slice(&p.mac.0);
                 }
-                tx.push(buf.data());
+                let offload = pending.offload.map(|rx| finish_offload(buf.data_mut(), rx)).unwrap_or_default();
+                tx.push_offloaded(buf.data(), offload);
             }
         }
         for (addr, ifindex) in lookup.misses.into_inner() {
@@ -412,6 +433,38 @@ impl Thread {
         for tx in &mut self.txs {
             tx.flush();
         }
+    }
+}
+
+/// Whether the engine holds tunnel servers (draining ones included).
+fn has_tunnels(engine: &Engine<'_, REALS>) -> bool {
+    engine.services_in_use().any(|s| s.real_slots().any(|r| r.forward == vs_proto::conn::Forward::Tunnel))
+}
+
+/// The offload state to send a rewritten frame with, when the kernel is to finish it: its
+/// transport checksum field set to the partial form for the new addresses, and the
+/// segmentation of a super-frame carried over. Frames that are no longer plain TCP or UDP
+/// (an ICMP error the engine wrote instead) go as they are.
+fn finish_offload(frame: &mut [u8], rx: VnetHdr) -> VnetHdr {
+    let mut s = vs_proto::wire::Summary::default();
+    if s.parse_ethernet(frame).is_err() {
+        return VnetHdr::default();
+    }
+    let Some(field) = s.fill_partial_l4_checksum(frame) else { return VnetHdr::default() };
+    let (Ok(csum_start), Ok(csum_offset)) = (u16::try_from(s.l4_offset), u16::try_from(field)) else {
+        return VnetHdr::default();
+    };
+    let header_len = match frame.get(s.l4_offset + 12) {
+        Some(b) if field == 16 => usize::from(b >> 4) * 4,
+        _ => 8,
+    };
+    VnetHdr {
+        flags: VNET_NEEDS_CSUM,
+        gso_type: rx.gso_type,
+        hdr_len: u16::try_from(s.l4_offset + header_len).unwrap_or(rx.hdr_len),
+        gso_size: rx.gso_size,
+        csum_start,
+        csum_offset,
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) fn unavailable() -> Option<String> {
     if unsafe { libc::getuid() } != 0 {
         return Some("not root".into());
     }
-    for tool in ["ip", "nft", "iptables", "curl", "python3", "nstat"] {
+    for tool in ["ip", "nft", "iptables", "curl", "python3", "nstat", "ethtool"] {
         let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
         if !found.is_ok_and(|o| o.status.success()) {
             return Some(format!("{tool} is not installed"));
