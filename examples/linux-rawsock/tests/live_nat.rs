@@ -194,7 +194,7 @@ fn announces_vips_and_refuses_what_cannot_work() {
     let vsd = env!("CARGO_BIN_EXE_vsd");
     let rules = topo.work.join("refuse");
     let control = topo.work.join("refuse.sock");
-    let refuse = |rules_text: &str, extra: &[&str]| -> String {
+    let refuse = |topo: &Topo, rules_text: &str, extra: &[&str]| -> String {
         std::fs::write(&rules, rules_text).unwrap();
         let mut args = vec![vsd, "run", "--rules", rules.to_str().unwrap(), "--control", control.to_str().unwrap()];
         args.extend(extra);
@@ -202,23 +202,49 @@ fn announces_vips_and_refuses_what_cannot_work() {
         assert!(!out.status.success(), "{rules_text} was accepted");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = refuse(TUTORIAL, &["--iface", "nosuch0"]);
+    let err = refuse(&topo, TUTORIAL, &["--iface", "nosuch0"]);
     assert!(err.contains("interface nosuch0 does not exist"), "{err}");
     topo.ns_ok("dir", &["ip", "addr", "add", "198.18.0.100/32", "dev", "d0"]);
-    let err = refuse(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    let err = refuse(&topo, TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
     assert!(err.contains("ip addr del 198.18.0.100/32 dev d0"), "{err}");
     topo.ns_ok("dir", &["ip", "addr", "del", "198.18.0.100/32", "dev", "d0"]);
     let err = refuse(
+        &topo,
         "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1 -i\n",
         &["--iface", "d0", "--iface", "d1"],
     );
     assert!(err.contains("--tun-src"), "{err}");
     let err = refuse(
+        &topo,
         "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.9.9 -g\n",
         &["--iface", "d0", "--iface", "d1"],
     );
     assert!(err.contains("198.18.9.9"), "{err}");
+    let err = refuse(&topo, TUTORIAL, &["--iface", "d0", "--iface", "d1", "--control-group", "no-such-group"]);
+    assert!(err.contains("no such group"), "{err}");
+
+    // The control socket: root only by default, or root and one group.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    topo.start_vsd(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    assert_eq!(std::fs::metadata(topo.control()).unwrap().permissions().mode() & 0o777, 0o600);
+    topo.signal(libc::SIGTERM);
+    assert_eq!(topo.wait_vsd(), Some(0));
+    let groups = std::fs::read_to_string("/etc/group").unwrap();
+    let group = groups.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && (f[0] == "daemon" || f[0] == "nogroup"))
+            .then(|| (f[0].to_owned(), f[2].parse::<u32>().unwrap()))
+    });
+    if let Some((name, gid)) = group {
+        topo.start_vsd(TUTORIAL, &["--iface", "d0", "--iface", "d1", "--control-group", &name]);
+        let meta = std::fs::metadata(topo.control()).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o777, meta.gid()), (0o660, gid));
+        topo.signal(libc::SIGTERM);
+        assert_eq!(topo.wait_vsd(), Some(0));
+    }
+
+    // Last (a link set down loses its IPv6 addresses): an interface that is down.
     topo.ns_ok("dir", &["ip", "link", "set", "d1", "down"]);
-    let err = refuse(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
+    let err = refuse(&topo, TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
     assert!(err.contains("ip link set d1 up"), "{err}");
 }

@@ -267,6 +267,145 @@ fn mix(a: &mut Asm) {
 mod tests {
     use super::*;
 
+    /// A classic BPF interpreter for the opcodes assembled here (out-of-bounds loads end the
+    /// program with 0, as the kernel's do). `protocol` is the skb's EtherType.
+    fn run(p: &Program, packet: &[u8], protocol: u16) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let load = |at: u32, n: usize| -> Option<u32> {
+            if at == SKF_AD_PROTOCOL {
+                return Some(u32::from(protocol));
+            }
+            let b = packet.get(at as usize..at as usize + n)?;
+            Some(b.iter().fold(0u32, |acc, v| acc << 8 | u32::from(*v)))
+        };
+        loop {
+            let i = p.instructions()[pc];
+            pc += 1;
+            match i.code {
+                LD_W_ABS => {
+                    a = match load(i.k, 4) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LD_H_ABS => {
+                    a = match load(i.k, 2) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LD_B_ABS => {
+                    a = match load(i.k, 1) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LD_H_IND => {
+                    a = match load(x + i.k, 2) {
+                        Some(v) => v,
+                        None => return 0,
+                    }
+                }
+                LDX_B_MSH => {
+                    x = match load(i.k, 1) {
+                        Some(v) => (v & 0xf) * 4,
+                        None => return 0,
+                    }
+                }
+                JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                JA => pc += i.k as usize,
+                RET_K => return i.k,
+                RET_A => return a,
+                ALU_XOR_X => a ^= x,
+                ALU_MUL_K => a = a.wrapping_mul(i.k),
+                ALU_RSH_K => a >>= i.k,
+                TAX => x = a,
+                other => panic!("opcode {other:#x} not interpreted"),
+            }
+        }
+    }
+
+    fn ipv4_frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0; 16]);
+        f
+    }
+
+    fn arp_for(target: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 18, 0, 1]);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target);
+        f
+    }
+
+    fn ipv6_frame(src: Ipv6Addr, dst: Ipv6Addr, next: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x33, 0x33, 0, 0, 0, 1, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0];
+        f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 255]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
+        f.extend_from_slice(l4);
+        f
+    }
+
+    fn selection() -> Selection {
+        Selection {
+            vips: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)), "2001:db8::100".parse().unwrap()],
+            nat_reals: vec![IpAddr::V4(Ipv4Addr::new(198, 18, 1, 1)), "2001:db8:1::1".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn the_filter_takes_exactly_what_vsd_handles() {
+        let f = socket_filter(&selection()).unwrap();
+        let take = |frame: &[u8]| run(&f, frame, 0) != 0;
+        assert!(take(&ipv4_frame([198, 18, 0, 1], [198, 18, 0, 100], 40000, 80)), "to the VIP");
+        assert!(take(&ipv4_frame([198, 18, 1, 1], [198, 18, 0, 1], 80, 40000)), "a NAT reply");
+        assert!(!take(&ipv4_frame([198, 18, 0, 1], [198, 18, 0, 254], 40000, 22)), "to the director itself");
+        assert!(!take(&ipv4_frame([198, 18, 1, 2], [198, 18, 0, 1], 80, 40000)), "from another host");
+        assert!(take(&arp_for([198, 18, 0, 100])), "ARP for the VIP");
+        assert!(!take(&arp_for([198, 18, 0, 254])), "ARP for the director");
+        let vip6: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let client6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert!(take(&ipv6_frame(client6, vip6, 6, &[0; 20])), "to the IPv6 VIP");
+        assert!(take(&ipv6_frame("2001:db8:1::1".parse().unwrap(), client6, 6, &[0; 20])), "an IPv6 NAT reply");
+        assert!(!take(&ipv6_frame(client6, "2001:db8::fe".parse().unwrap(), 6, &[0; 20])), "to the director");
+        let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        ns.extend_from_slice(&vip6.octets());
+        let solicited: Ipv6Addr = "ff02::1:ff00:100".parse().unwrap();
+        assert!(take(&ipv6_frame(client6, solicited, 58, &ns)), "a solicitation for the VIP");
+        ns[8..24].copy_from_slice(&client6.octets());
+        assert!(!take(&ipv6_frame(client6, solicited, 58, &ns)), "a solicitation for someone else");
+        assert!(!take(&[0u8; 10]), "a runt");
+    }
+
+    #[test]
+    fn fanout_sends_both_directions_of_a_connection_to_one_thread() {
+        let p = fanout_program(&selection().vips).unwrap();
+        let mut threads = std::collections::BTreeSet::new();
+        for port in 40000..40064u16 {
+            // The program sees the packet from its IP header on.
+            let request = ipv4_frame([198, 18, 0, 1], [198, 18, 0, 100], port, 80);
+            let reply = ipv4_frame([198, 18, 1, 1], [198, 18, 0, 1], 80, port);
+            let (a, b) = (run(&p, &request[14..], 0x0800) % 4, run(&p, &reply[14..], 0x0800) % 4);
+            assert_eq!(a, b, "port {port}");
+            threads.insert(a);
+        }
+        assert_eq!(threads.len(), 4, "64 client ports spread over 4 threads");
+        let vip6: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let client6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let ports = |s: u16, d: u16| [s.to_be_bytes(), d.to_be_bytes()].concat();
+        let request = ipv6_frame(client6, vip6, 6, &ports(40001, 80));
+        let reply = ipv6_frame("2001:db8:1::1".parse().unwrap(), client6, 6, &ports(80, 40001));
+        assert_eq!(run(&p, &request[14..], 0x86dd), run(&p, &reply[14..], 0x86dd));
+    }
+
     #[test]
     fn filter_assembles_within_jump_ranges() {
         let sel = Selection {
@@ -278,6 +417,7 @@ mod tests {
         };
         let p = socket_filter(&sel).unwrap();
         assert!(p.instructions().len() > 700);
+        assert!(run(&p, &ipv4_frame([198, 18, 1, 199], [198, 18, 0, 1], 80, 1), 0) != 0, "the last real server");
         assert!(fanout_program(&sel.vips).is_ok());
     }
 }

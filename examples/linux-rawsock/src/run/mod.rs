@@ -276,25 +276,48 @@ fn thread_count(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("--threads {text}: 1..64 or auto"))
 }
 
+/// A group's id through the system's group database (NSS: files, LDAP...).
+fn group_id(name: &str) -> Result<u32, String> {
+    let cname = std::ffi::CString::new(name).map_err(|_| format!("--control-group {name}: bad name"))?;
+    let mut buf = vec![0u8; 16_384];
+    // SAFETY: group is plain old data; getgrnam_r fills it and points into `buf`, which
+    // outlives the call; `result` is set to null or to `&group`.
+    let mut group: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf.len()` bytes are writable.
+    let rc = unsafe {
+        libc::getgrnam_r(cname.as_ptr(), &raw mut group, buf.as_mut_ptr().cast(), buf.len(), &raw mut result)
+    };
+    if rc != 0 || result.is_null() {
+        return Err(format!("--control-group {name}: no such group"));
+    }
+    Ok(group.gr_gid)
+}
+
+/// Binds the control socket under a temporary name, sets its mode (0600, or 0660 with a group)
+/// and group, then renames it into place: no client ever sees it with other permissions.
 fn bind_control(path: &PathBuf, group: Option<&str>) -> Result<std::os::unix::net::UnixListener, String> {
+    let gid = group.map(group_id).transpose()?;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(format!("{}: another vsd is running (its control socket answers)", path.display()));
         }
         std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let listener =
-        std::os::unix::net::UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    let mode = if group.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(g) = group {
-        let status =
-            std::process::Command::new("chgrp").arg(g).arg(path).status().map_err(|e| format!("chgrp {g}: {e}"))?;
-        if !status.success() {
-            return Err(format!("--control-group {g}: no such group (chgrp failed)"));
-        }
-    }
+    let mut staging = path.clone().into_os_string();
+    staging.push(format!(".{}", std::process::id()));
+    let staging = PathBuf::from(staging);
+    let _ = std::fs::remove_file(&staging);
+    let listener = std::os::unix::net::UnixListener::bind(&staging)
+        .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::os::unix::fs::chown(&staging, None, gid))
+        .and_then(|()| std::fs::rename(&staging, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&staging);
+            format!("control socket {}: {e}", path.display())
+        })?;
     Ok(listener)
 }
 
