@@ -137,7 +137,9 @@ fn schedulers_persistence_quiesce_delete_and_reloads() {
     std::fs::write(topo.work.join("rules"), "-A -t 198.18.0.100:80 -s rr\n-a -t nonsense\n").unwrap();
     topo.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(topo.log().contains("reload refused"), "{}", topo.log());
+    let log = topo.log();
+    let refusal = log.lines().find(|l| l.contains("reload refused")).unwrap_or_else(|| panic!("{log}"));
+    assert!(refusal.contains("line 2"), "the log names the line: {refusal}");
     assert_eq!(topo.listing(), before);
     std::fs::write(topo.work.join("rules"), rules("rr", "", [1, 1, 1])).unwrap();
     topo.signal(libc::SIGHUP);

@@ -172,10 +172,12 @@ fn announces_vips_and_refuses_what_cannot_work() {
     let mut topo = Topo::up("nat", "vsn4-");
     // A client with a stale neighbour entry for the VIP (another MAC): the gratuitous ARP at
     // start moves it to the director.
-    topo.ns_ok(
-        "client",
-        &["ip", "neigh", "replace", "198.18.0.100", "lladdr", "02:00:00:00:99:99", "dev", "c0", "nud", "stale"],
-    );
+    for vip in ["198.18.0.100", "2001:db8::100"] {
+        topo.ns_ok(
+            "client",
+            &["ip", "neigh", "replace", vip, "lladdr", "02:00:00:00:99:99", "dev", "c0", "nud", "stale"],
+        );
+    }
     topo.start_vsd(TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
     let d0_mac = topo.ns_ok("dir", &["cat", "/sys/class/net/d0/address"]);
     let mut seen = String::new();
@@ -187,6 +189,17 @@ fn announces_vips_and_refuses_what_cannot_work() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(seen.contains(d0_mac.trim()), "client's entry: {seen}, director: {d0_mac}");
+    // The unsolicited neighbour advertisement (Override set) does the same for the IPv6 VIP.
+    let mut seen = String::new();
+    for _ in 0..20 {
+        seen = topo.ns_ok("client", &["ip", "-6", "neigh", "show", "2001:db8::100"]);
+        if seen.contains(d0_mac.trim()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let all = topo.ns_ok("client", &["ip", "-6", "neigh", "show"]);
+    assert!(seen.contains(d0_mac.trim()), "client's entry: {seen}, director: {d0_mac}; all: {all}");
     topo.signal(libc::SIGTERM);
     assert_eq!(topo.wait_vsd(), Some(0));
 

@@ -116,7 +116,8 @@ impl Topo {
         let rules_path = self.work.join("rules");
         std::fs::write(&rules_path, rules).unwrap();
         let log = std::fs::File::create(self.work.join("vsd.log")).unwrap();
-        let mut full = vec![env!("CARGO_BIN_EXE_vsd"), "run", "--rules", rules_path.to_str().unwrap()];
+        let mut full =
+            vec![env!("CARGO_BIN_EXE_vsd"), "--log-format", "json", "run", "--rules", rules_path.to_str().unwrap()];
         let control = self.control();
         full.extend(["--control", control.to_str().unwrap()]);
         full.extend(args);
