@@ -8,6 +8,8 @@ mod replay;
 mod rules;
 mod run;
 mod sample;
+#[cfg(test)]
+mod vsadm;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
