@@ -8,7 +8,6 @@ mod replay;
 mod rules;
 mod run;
 mod sample;
-#[cfg(test)]
 mod vsadm;
 
 use std::collections::BTreeMap;
@@ -182,6 +181,13 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // One binary, several names: invoked as `vsadm` (or `ipvsadm`) it is ipvsadm for vsd.
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    let name = std::path::Path::new(&program).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name == "vsadm" || name == "ipvsadm" {
+        return vsadm::main(name, args.collect());
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("VSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -220,7 +220,9 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
                     .map(|a| (a, key.port))
                     .map_err(|_| format!("bad real server `{text}`"))
             })?;
-            let port = if forward == Forward::Nat { port } else { key.port };
+            // DR and TUN servers listen on the service's port; a firewall-mark service has
+            // none, so the given port stays (as the kernel keeps it).
+            let port = if forward == Forward::Nat || key.is_fwmark() { port } else { key.port };
             if weight > 65535 {
                 return Err(format!("weight {weight} out of range (0..65535)"));
             }

@@ -32,6 +32,8 @@ pub(crate) struct CheckRule {
     pub(crate) addr: IpAddr,
     pub(crate) port: u16,
     pub(crate) spec: CheckSpec,
+    /// The rules-file line it came from (kept when the configuration is rewritten).
+    pub(crate) line: String,
 }
 
 /// A whole configuration.
@@ -85,7 +87,8 @@ impl Config {
                         return Err(format!("line {line}: check for a real server that is not configured"));
                     }
                     let port = if port == 0 { key.port } else { port };
-                    config.checks.push(CheckRule { service: key, addr, port, spec });
+                    let text_line = text.lines().nth(line - 1).unwrap_or_default().trim().to_owned();
+                    config.checks.push(CheckRule { service: key, addr, port, spec, line: text_line });
                 }
             }
         }
@@ -106,6 +109,57 @@ impl Config {
                 }
                 _ => true,
             });
+        }
+        out
+    }
+
+    /// The configuration as rules text: `ipvsadm -S -n` lines (services in order, real servers
+    /// in the order they were added), then the health checks whose servers remain.
+    pub(crate) fn save_text(&self) -> String {
+        let mut out = String::new();
+        for s in &self.services {
+            let svc = save_service(&s.key);
+            out.push_str(&format!("-A {svc} -s {}", s.scheduler));
+            let names = flag_names(&s.scheduler, s.flags);
+            if !names.is_empty() {
+                out.push_str(&format!(" -b {}", names.join(",")));
+            }
+            if let Some(p) = s.persistence {
+                out.push_str(&format!(" -p {}", p.timeout_s));
+                let full = if s.key.addr.is_ipv4() { 32 } else { 128 };
+                if p.prefix_len != full {
+                    out.push_str(&format!(" -M {}", p.prefix_len));
+                }
+            }
+            if s.one_packet {
+                out.push_str(" -o");
+            }
+            out.push('\n');
+            for r in &s.reals {
+                let method = match r.forward {
+                    Forward::Nat => "-m",
+                    Forward::DirectRoute => "-g",
+                    Forward::Tunnel => "-i",
+                };
+                out.push_str(&format!("-a {svc} -r {} {method} -w {}", endpoint_text(r.addr, r.port), r.weight));
+                if r.upper_threshold != 0 {
+                    out.push_str(&format!(" -x {}", r.upper_threshold));
+                }
+                if r.lower_threshold != 0 {
+                    out.push_str(&format!(" -y {}", r.lower_threshold));
+                }
+                out.push('\n');
+            }
+        }
+        for c in &self.checks {
+            let still = self
+                .services
+                .iter()
+                .any(|s| s.key == c.service && s.reals.iter().any(|r| r.addr == c.addr && r.port == c.port));
+            if still {
+                out.push_str(&c.line);
+                out.push('\n');
+            }
         }
         out
     }
@@ -287,6 +341,38 @@ pub(crate) fn validate(target: &Config) -> Result<(), String> {
     let mut engine: Engine<'_, REALS> =
         Engine::new(table, &mut slots[..], vs_proto::engine::EngineConfig::default()).map_err(|e| format!("{e:?}"))?;
     apply(&mut engine, target)
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`.
+pub(crate) fn endpoint_text(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// A service as `-S` writes it: `-t ADDR:PORT`, `-u ...`, `-f MARK [-6]`.
+pub(crate) fn save_service(key: &ServiceKey) -> String {
+    if key.is_fwmark() {
+        return format!("-f {}{}", key.fwmark, if key.addr.is_ipv6() { " -6" } else { "" });
+    }
+    let flag = if key.proto == vs_proto::wire::IpProtocol::TCP { "-t" } else { "-u" };
+    format!("{flag} {}", endpoint_text(key.addr, key.port))
+}
+
+/// Scheduler flags by ipvsadm's names, which depend on the scheduler.
+pub(crate) fn flag_names(scheduler: &str, flags: SchedFlags) -> Vec<&'static str> {
+    let names: [&'static str; 3] = match scheduler {
+        "sh" => ["sh-fallback", "sh-port", "flag-3"],
+        "mh" => ["mh-fallback", "mh-port", "flag-3"],
+        _ => ["flag-1", "flag-2", "flag-3"],
+    };
+    [SchedFlags::SCHED1, SchedFlags::SCHED2, SchedFlags::SCHED3]
+        .iter()
+        .zip(names)
+        .filter(|(f, _)| flags.contains(**f))
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// `TCP 198.18.0.100:80`, `FWM 16 IPv6`, as ipvsadm names services.

@@ -8,7 +8,11 @@
 //! - `{"op":"list"}`: services and real servers with counters and rates (`services`);
 //! - `{"op":"conns"}`: the connection table (`conns`), as `ipvsadm -L -c` lists it;
 //! - `{"op":"zero"}`: zeroes the counters (`ipvsadm -Z`);
-//! - `{"op":"timeouts","tcp":S,"tcpfin":S,"udp":S}`: `ipvsadm --set` (0 keeps a value).
+//! - `{"op":"timeouts","tcp":S,"tcpfin":S,"udp":S}`: `ipvsadm --set` (0 keeps a value);
+//! - `{"op":"ipvs","commands":[...]}`: IPVS's configuration commands as ipvsadm sends them
+//!   (`{"command":"add-service","service":{...}}`, `add-server`, `edit-*`, `delete-*`, `flush`,
+//!   `zero`, `set-timeouts`; see `run::ipvs`), all or none: a failure answers with the kernel's
+//!   message and the `index` of the failing command, and nothing changes.
 //!
 //! Every answer has `"ok":true` or `"ok":false` with an `error` message.
 
@@ -79,6 +83,13 @@ pub(crate) struct RealReport {
     pub(crate) weight: u32,
     pub(crate) active: u32,
     pub(crate) inactive: u32,
+    /// Connections controlled by persistence templates on this server.
+    #[serde(default)]
+    pub(crate) persistent: u32,
+    #[serde(default)]
+    pub(crate) u_threshold: u32,
+    #[serde(default)]
+    pub(crate) l_threshold: u32,
     pub(crate) stats: Stats,
 }
 
@@ -87,8 +98,27 @@ pub(crate) struct RealReport {
 pub(crate) struct ServiceReport {
     /// `TCP 198.18.0.100:80`, `FWM 1`.
     pub(crate) name: String,
+    /// "TCP" or "UDP" (firewall-mark services: "FWM").
+    #[serde(default)]
+    pub(crate) proto: String,
+    #[serde(default)]
+    pub(crate) addr: Option<IpAddr>,
+    #[serde(default)]
+    pub(crate) port: u16,
+    #[serde(default)]
+    pub(crate) fwmark: u32,
+    #[serde(default)]
+    pub(crate) ipv6: bool,
     pub(crate) scheduler: String,
+    /// Scheduler flags by ipvsadm's names.
+    #[serde(default)]
+    pub(crate) flags: Vec<String>,
     pub(crate) persistent: Option<u32>,
+    /// Persistence prefix length.
+    #[serde(default)]
+    pub(crate) prefix_len: Option<u8>,
+    #[serde(default)]
+    pub(crate) ops: bool,
     pub(crate) stats: Stats,
     /// In IPVS list order (newest first).
     pub(crate) reals: Vec<RealReport>,
@@ -128,8 +158,22 @@ impl Report {
             .services()
             .map(|s| ServiceReport {
                 name: service_name(&s.key()),
+                proto: if s.key().is_fwmark() {
+                    "FWM".to_owned()
+                } else if s.key().proto == vs_proto::wire::IpProtocol::TCP {
+                    "TCP".to_owned()
+                } else {
+                    "UDP".to_owned()
+                },
+                addr: (!s.key().is_fwmark()).then_some(s.key().addr),
+                port: s.key().port,
+                fwmark: s.key().fwmark,
+                ipv6: s.key().addr.is_ipv6(),
                 scheduler: s.scheduler().to_owned(),
+                flags: super::config::flag_names(s.scheduler(), s.flags()).into_iter().map(str::to_owned).collect(),
                 persistent: s.persistence().map(|p| p.timeout_s),
+                prefix_len: s.persistence().map(|p| p.prefix_len),
+                ops: s.one_packet(),
                 stats: Stats::of(s.stats(), s.rates()),
                 reals: s
                     .reals()
@@ -140,6 +184,9 @@ impl Report {
                         weight: d.weight,
                         active: d.active,
                         inactive: d.inactive,
+                        persistent: d.persistent,
+                        u_threshold: d.upper_threshold,
+                        l_threshold: d.lower_threshold,
                         stats: Stats::of(&r.stats, r.rates.rates()),
                     })
                     .collect(),
@@ -174,6 +221,7 @@ impl Report {
             for (a, b) in mine.reals.iter_mut().zip(theirs.reals) {
                 a.active += b.active;
                 a.inactive += b.inactive;
+                a.persistent += b.persistent;
                 a.stats.add(&b.stats);
             }
         }
@@ -245,6 +293,8 @@ struct Request {
     tcpfin: u32,
     #[serde(default)]
     udp: u32,
+    #[serde(default)]
+    commands: Vec<super::ipvs::IpvsCommand>,
 }
 
 /// Answers one request line.
@@ -265,6 +315,12 @@ pub(crate) fn handle(director: &Mutex<Director>, line: &str) -> serde_json::Valu
         "conns" => d.conns().map(|c| serde_json::json!({"conns": c})),
         "zero" => d.zero().map(|()| serde_json::json!({})),
         "timeouts" => d.timeouts([request.tcp, request.tcpfin, request.udp]).map(|()| serde_json::json!({})),
+        "ipvs" => match d.ipvs(&request.commands) {
+            Ok(()) => Ok(serde_json::json!({})),
+            Err((index, e)) => {
+                return serde_json::json!({"ok": false, "error": e, "index": index});
+            }
+        },
         other => Err(format!("unknown op `{other}`")),
     };
     match result {

@@ -34,6 +34,16 @@ pub(crate) enum CtlCommand {
 
 /// Sends one request and returns the answer, failing on `"ok": false`.
 pub(crate) fn request(control: &Path, request: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let answer = request_raw(control, request)?;
+    if answer["ok"] == serde_json::Value::Bool(true) {
+        Ok(answer)
+    } else {
+        Err(answer["error"].as_str().unwrap_or("request failed").to_owned())
+    }
+}
+
+/// Sends one request and returns the answer as it is.
+pub(crate) fn request_raw(control: &Path, request: &serde_json::Value) -> Result<serde_json::Value, String> {
     let mut stream = UnixStream::connect(control).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             format!("{}: vsd is not running (no control socket)", control.display())
@@ -46,12 +56,7 @@ pub(crate) fn request(control: &Path, request: &serde_json::Value) -> Result<ser
     writeln!(stream, "{request}").map_err(|e| e.to_string())?;
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line).map_err(|e| e.to_string())?;
-    let answer: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))?;
-    if answer["ok"] == serde_json::Value::Bool(true) {
-        Ok(answer)
-    } else {
-        Err(answer["error"].as_str().unwrap_or("request failed").to_owned())
-    }
+    serde_json::from_str(&line).map_err(|e| format!("bad answer: {e}"))
 }
 
 /// Runs `vsd ctl`.

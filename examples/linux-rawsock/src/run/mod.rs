@@ -9,6 +9,7 @@ pub(crate) mod control;
 pub(crate) mod ctl;
 pub(crate) mod health;
 pub(crate) mod host;
+pub(crate) mod ipvs;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod neigh;
@@ -86,6 +87,8 @@ pub(crate) struct Director {
     announcer: Option<ring::TxSocket>,
     /// What the ingress rules cover now.
     steering: Steering,
+    /// The timeouts last set (`ipvsadm --set`): TCP, TCP FIN, UDP seconds.
+    timeouts: [u32; 3],
 }
 
 impl Director {
@@ -228,6 +231,7 @@ impl Director {
             "uptime_s": self.started.elapsed().as_secs(),
             "interfaces": self.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
             "threads": self.workers.len(),
+            "timeouts": self.timeouts,
             "connections": report.connections,
             "capacity": report.capacity,
             "health": self.health.iter().map(|((k, a, p), h)| {
@@ -256,14 +260,59 @@ impl Director {
     }
 
     /// `ipvsadm --set`.
-    pub(crate) fn timeouts(&self, t: [u32; 3]) -> Result<(), String> {
-        self.ask(|tx| Command::Timeouts(t, tx))?.into_iter().collect()
+    pub(crate) fn timeouts(&mut self, t: [u32; 3]) -> Result<(), String> {
+        self.ask(|tx| Command::Timeouts(t, tx))?.into_iter().collect::<Result<Vec<()>, String>>()?;
+        for (slot, v) in self.timeouts.iter_mut().zip(t) {
+            if v != 0 {
+                *slot = v;
+            }
+        }
+        Ok(())
+    }
+
+    /// IPVS commands (vsadm's), all or none: on a copy of the configuration first.
+    pub(crate) fn ipvs(&mut self, commands: &[ipvs::IpvsCommand]) -> Result<(), (usize, String)> {
+        let mut next = self.config.clone();
+        for (i, c) in commands.iter().enumerate() {
+            ipvs::apply(&mut next, c).map_err(|e| (i, e.message().to_owned()))?;
+        }
+        let changes = commands
+            .iter()
+            .any(|c| !matches!(c, ipvs::IpvsCommand::Zero { .. } | ipvs::IpvsCommand::SetTimeouts { .. }));
+        if changes {
+            next.text = next.save_text();
+            let index = commands.len().saturating_sub(1);
+            // The engine is the judge of schedulers and limits.
+            config::validate(&next.effective(&HashMap::new())).map_err(|e| (index, kernel_message(&e)))?;
+            self.set_rules(&next.text.clone(), "vsadm").map_err(|e| (index, kernel_message(&e)))?;
+        }
+        for c in commands {
+            match c {
+                ipvs::IpvsCommand::Zero { .. } => self.zero().map_err(|e| (0, e))?,
+                ipvs::IpvsCommand::SetTimeouts { tcp, tcpfin, udp } => {
+                    self.timeouts([*tcp, *tcpfin, *udp]).map_err(|e| (0, e))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
 /// `ADDR:PORT` or `[V6]:PORT`.
 pub(crate) fn control_endpoint(addr: IpAddr, port: u16) -> String {
     SocketAddr::new(addr, port).to_string()
+}
+
+/// The kernel's message for an engine refusal (what ipvsadm would print).
+fn kernel_message(e: &str) -> String {
+    if e.contains("unknown scheduler") {
+        ipvs::IpvsError::NoScheduler.message().to_owned()
+    } else if e.contains("out of range") {
+        ipvs::IpvsError::Range.message().to_owned()
+    } else {
+        e.to_owned()
+    }
 }
 
 fn thread_count(text: &str) -> Result<usize, String> {
@@ -436,6 +485,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
         health_events: health_tx,
         announcer,
         steering: Steering::of_config(&initial),
+        timeouts: [900, 120, 300],
     }));
     {
         let mut d = director.lock().map_err(|_| "poisoned")?;

@@ -68,6 +68,17 @@ impl Topo {
         topo
     }
 
+    /// Only the director's namespace, with loopback up (the test adds its interfaces).
+    pub(crate) fn bare(prefix: &str) -> Topo {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let work = std::env::temp_dir().join(format!("vsd-live-{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let topo = Topo { prefix: prefix.to_owned(), work, vsd: None, helpers: vec![], _serial: serial };
+        topo.script("topo_down; ip netns add ${TOPO}dir; topo_ns dir ip link set lo up");
+        topo
+    }
+
     /// Runs bash with topo.sh sourced.
     pub(crate) fn script(&self, body: &str) -> Output {
         let out = Command::new("bash")

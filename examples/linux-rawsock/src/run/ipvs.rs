@@ -1,0 +1,237 @@
+//! IPVS's configuration commands (what ipvsadm sends the kernel) carried out on the director's
+//! whole configuration, with the kernel's answers: `vsadm` sends them over the control socket.
+//! A batch (`vsadm -R`) is applied to a copy and only kept when every command succeeds.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use vs_proto::conn::Forward;
+use vs_proto::engine::{Persistence, RealConfig, ServiceKey};
+use vs_proto::wire::IpProtocol;
+use vs_sched::SchedFlags;
+
+use super::config::{Config, ServiceSpec};
+
+/// A service as a command names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServiceArg {
+    /// "tcp" or "udp" (ignored for firewall marks).
+    pub(crate) proto: String,
+    pub(crate) addr: Option<IpAddr>,
+    pub(crate) port: u16,
+    pub(crate) fwmark: u32,
+    pub(crate) ipv6: bool,
+    pub(crate) scheduler: String,
+    /// Persistence timeout in seconds.
+    pub(crate) persistent: Option<u32>,
+    /// Persistence granularity: an IPv4 mask (as a number) or an IPv6 prefix length.
+    pub(crate) netmask: Option<u32>,
+    pub(crate) ops: bool,
+    pub(crate) flags: Vec<String>,
+}
+
+/// A real server as a command names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServerArg {
+    pub(crate) addr: IpAddr,
+    pub(crate) port: u16,
+    /// "masq", "route" or "tunnel".
+    pub(crate) method: String,
+    pub(crate) weight: u32,
+    pub(crate) u_threshold: u32,
+    pub(crate) l_threshold: u32,
+}
+
+/// One IPVS command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub(crate) enum IpvsCommand {
+    AddService { service: ServiceArg },
+    EditService { service: ServiceArg },
+    DeleteService { service: ServiceArg },
+    Flush,
+    AddServer { service: ServiceArg, server: ServerArg },
+    EditServer { service: ServiceArg, server: ServerArg },
+    DeleteServer { service: ServiceArg, server: ServerArg },
+    Zero { service: Option<ServiceArg> },
+    SetTimeouts { tcp: u32, tcpfin: u32, udp: u32 },
+}
+
+/// The kernel's answers, with the text ipvsadm prints for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum IpvsError {
+    ServiceExists,
+    NoService,
+    ServiceNotDefined,
+    DestExists,
+    NoDest,
+    NoScheduler,
+    Range,
+    Invalid,
+    FamilyMismatch,
+    NoRoom,
+}
+
+impl IpvsError {
+    /// ipvsadm's message for it.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            IpvsError::ServiceExists => "Service already exists",
+            IpvsError::NoService => "No such service",
+            IpvsError::ServiceNotDefined => "Service not defined",
+            IpvsError::DestExists => "Destination already exists",
+            IpvsError::NoDest => "No such destination",
+            IpvsError::NoScheduler => "Scheduler or persistence engine not found",
+            IpvsError::Range => "Numerical result out of range",
+            IpvsError::Invalid => "Invalid argument",
+            IpvsError::FamilyMismatch => "Different address family is allowed only for tunneling servers",
+            IpvsError::NoRoom => "Cannot allocate memory",
+        }
+    }
+}
+
+impl ServiceArg {
+    /// The engine's key.
+    pub(crate) fn key(&self) -> Option<ServiceKey> {
+        if self.fwmark != 0 {
+            return Some(ServiceKey::fwmark(self.fwmark, self.ipv6));
+        }
+        let proto = if self.proto == "udp" { IpProtocol::UDP } else { IpProtocol::TCP };
+        Some(ServiceKey::new(proto, self.addr?, self.port))
+    }
+
+    fn is_ipv6(&self) -> bool {
+        if self.fwmark != 0 { self.ipv6 } else { self.addr.is_some_and(|a| a.is_ipv6()) }
+    }
+
+    fn persistence(&self) -> Result<Option<Persistence>, IpvsError> {
+        let Some(timeout_s) = self.persistent else { return Ok(None) };
+        let full = if self.is_ipv6() { 128 } else { 32 };
+        let prefix_len = match self.netmask {
+            None => full,
+            Some(len) if self.is_ipv6() => u8::try_from(len).map_err(|_| IpvsError::Invalid)?,
+            Some(mask) => {
+                // Only contiguous masks have a prefix length (the engine masks by prefix).
+                if mask.leading_ones() + mask.trailing_zeros() != 32 {
+                    return Err(IpvsError::Invalid);
+                }
+                u8::try_from(mask.leading_ones()).map_err(|_| IpvsError::Invalid)?
+            }
+        };
+        Ok(Some(Persistence { timeout_s, prefix_len }))
+    }
+
+    fn flags(&self) -> SchedFlags {
+        self.flags.iter().filter_map(|f| SchedFlags::from_ipvsadm_name(f)).fold(SchedFlags::empty(), |a, b| a | b)
+    }
+}
+
+impl ServerArg {
+    fn real(&self) -> RealConfig {
+        RealConfig {
+            addr: self.addr,
+            port: self.port,
+            forward: match self.method.as_str() {
+                "masq" => Forward::Nat,
+                "tunnel" => Forward::Tunnel,
+                _ => Forward::DirectRoute,
+            },
+            weight: self.weight,
+            upper_threshold: self.u_threshold,
+            lower_threshold: self.l_threshold,
+        }
+    }
+}
+
+fn find(config: &mut Config, key: &ServiceKey) -> Option<usize> {
+    config.services.iter().position(|s| s.key == *key)
+}
+
+/// Carries out one command on `config`; what happened to timeouts and counters is returned for
+/// the caller to pass on (the configuration does not hold them).
+pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), IpvsError> {
+    match command {
+        IpvsCommand::AddService { service } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            if find(config, &key).is_some() {
+                return Err(IpvsError::ServiceExists);
+            }
+            config.services.push(ServiceSpec {
+                key,
+                scheduler: service.scheduler.clone(),
+                flags: service.flags(),
+                one_packet: service.ops,
+                persistence: service.persistence()?,
+                reals: vec![],
+            });
+        }
+        IpvsCommand::EditService { service } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            let i = find(config, &key).ok_or(IpvsError::NoService)?;
+            let spec = &mut config.services[i];
+            spec.scheduler = service.scheduler.clone();
+            spec.flags = service.flags();
+            spec.one_packet = service.ops;
+            spec.persistence = service.persistence()?;
+        }
+        IpvsCommand::DeleteService { service } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            let i = find(config, &key).ok_or(IpvsError::NoService)?;
+            config.services.remove(i);
+        }
+        IpvsCommand::Flush => config.services.clear(),
+        IpvsCommand::AddServer { service, server } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
+            let real = server.real();
+            if real.addr.is_ipv6() != service.is_ipv6() && real.forward != Forward::Tunnel {
+                return Err(IpvsError::FamilyMismatch);
+            }
+            check_thresholds(&real)?;
+            let spec = &mut config.services[i];
+            if spec.reals.iter().any(|r| r.addr == real.addr && r.port == real.port) {
+                return Err(IpvsError::DestExists);
+            }
+            spec.reals.push(real);
+        }
+        IpvsCommand::EditServer { service, server } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
+            let real = server.real();
+            if real.addr.is_ipv6() != service.is_ipv6() && real.forward != Forward::Tunnel {
+                return Err(IpvsError::FamilyMismatch);
+            }
+            let spec = &mut config.services[i];
+            let slot =
+                spec.reals.iter_mut().find(|r| r.addr == real.addr && r.port == real.port).ok_or(IpvsError::NoDest)?;
+            check_thresholds(&real)?;
+            *slot = real;
+        }
+        IpvsCommand::DeleteServer { service, server } => {
+            let key = service.key().ok_or(IpvsError::Invalid)?;
+            let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
+            let spec = &mut config.services[i];
+            let before = spec.reals.len();
+            spec.reals.retain(|r| !(r.addr == server.addr && r.port == server.port));
+            if spec.reals.len() == before {
+                return Err(IpvsError::NoDest);
+            }
+        }
+        IpvsCommand::Zero { service } => {
+            if let Some(service) = service {
+                let key = service.key().ok_or(IpvsError::Invalid)?;
+                find(config, &key).ok_or(IpvsError::NoService)?;
+            }
+        }
+        IpvsCommand::SetTimeouts { .. } => {}
+    }
+    Ok(())
+}
+
+/// The kernel refuses a lower threshold above the upper one (ERANGE).
+fn check_thresholds(real: &RealConfig) -> Result<(), IpvsError> {
+    if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
+        return Err(IpvsError::Range);
+    }
+    Ok(())
+}
