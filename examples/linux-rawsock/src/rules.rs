@@ -223,8 +223,9 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
             // DR and TUN servers listen on the service's port; a firewall-mark service has
             // none, so the given port stays (as the kernel keeps it).
             let port = if forward == Forward::Nat || key.is_fwmark() { port } else { key.port };
-            if weight > 65535 {
-                return Err(format!("weight {weight} out of range (0..65535)"));
+            // ipvsadm 1.31 and the kernel take any non-negative int.
+            if weight > vs_sched::list::MAX_WEIGHT {
+                return Err(format!("weight {weight} out of range (0..{})", vs_sched::list::MAX_WEIGHT));
             }
             Ok(Rule::Real {
                 key,

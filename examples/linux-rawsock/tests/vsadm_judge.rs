@@ -21,7 +21,6 @@ const DIFFERENT: &[(&str, &str)] = &[
     ("tunnel-types", "vsd tunnels in IP-in-IP only: gue and gre are refused"),
     ("persistence", "persistence masks are prefixes in vsd's engine: 255.0.255.0 is refused"),
     ("netmask-forms", "persistence masks are prefixes in vsd's engine: -M 24 (inet_aton's 0.0.0.24) is refused"),
-    ("weights", "vsd's engine takes weights up to 65535; Linux 6.1 takes up to 2^31-1 (to be lifted)"),
 ];
 
 struct Recorded {

@@ -230,7 +230,7 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
 
 /// The kernel refuses a lower threshold above the upper one (ERANGE).
 fn check_thresholds(real: &RealConfig) -> Result<(), IpvsError> {
-    if real.upper_threshold != 0 && real.lower_threshold > real.upper_threshold {
+    if real.lower_threshold > real.upper_threshold {
         return Err(IpvsError::Range);
     }
     Ok(())
