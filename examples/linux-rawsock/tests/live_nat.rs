@@ -261,3 +261,41 @@ fn announces_vips_and_refuses_what_cannot_work() {
     let err = refuse(&topo, TUTORIAL, &["--iface", "d0", "--iface", "d1"]);
     assert!(err.contains("ip link set d1 up"), "{err}");
 }
+
+#[test]
+fn the_tutorial_typed_with_vsadm() {
+    live_or_skip!("the_tutorial_typed_with_vsadm");
+    let mut topo = Topo::up("nat", "vsn5-");
+    topo.start_vsd("", &["--iface", "d0", "--iface", "d1"]);
+    let vsadm = |args: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vsadm"))
+            .args(args.split_whitespace())
+            .env("VSADM_CONTROL", topo.control())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "vsadm {args}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The LVS-NAT tutorial's commands, unchanged but for the program's name.
+    vsadm("-A -t 198.18.0.100:http -s rr");
+    for i in 1..=3 {
+        vsadm(&format!("-a -t 198.18.0.100:http -r 198.18.1.{i}:http -m -w 1"));
+    }
+    equal_thirds(&topo.http("http://198.18.0.100/", 30, None), "HTTP through the service vsadm made");
+    // ipvsadm's own listing of the same commands (recorded from Linux 6.1) but for the
+    // connection counts, which the traffic changed, and the table size.
+    assert_eq!(
+        vsadm("-S -n"),
+        "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w 1\n\
+         -a -t 198.18.0.100:80 -r 198.18.1.2:80 -m -w 1\n-a -t 198.18.0.100:80 -r 198.18.1.3:80 -m -w 1\n"
+    );
+    let listing = vsadm("-L -n");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines[1..4], ["Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn", "TCP  198.18.0.100:80 rr"]);
+    for (i, line) in lines[4..].iter().enumerate() {
+        // Every connection ended: 0 active, 10 inactive (TIME_WAIT) on each server.
+        assert_eq!(*line, format!("  -> {:<28} Masq    1      0          10        ", format!("198.18.1.{}:80", i + 1)));
+    }
+    let stats = vsadm("-L -n --stats --exact");
+    assert!(stats.contains("TCP  198.18.0.100:80                    30"), "{stats}");
+}
