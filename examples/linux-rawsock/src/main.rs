@@ -60,6 +60,10 @@ enum Command {
         /// Connection table capacity.
         #[arg(long, default_value_t = 65536)]
         capacity: usize,
+        /// After the capture, print what `vsadm -L -n --stats` and `vsadm -L -c -n` would show at
+        /// its last timestamp.
+        #[arg(long)]
+        list: bool,
     },
     /// Run the director on live interfaces (AF_PACKET), until SIGTERM.
     Run(run::RunOptions),
@@ -115,7 +119,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Run(options) => run::run(options),
         Command::RsDecap(options) => decap::run(&options),
         Command::Ctl { control, what } => run::ctl::run(&control, &what),
-        Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, pass_out, capacity } => {
+        Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, pass_out, capacity, list } => {
             let text = std::fs::read_to_string(&rules).map_err(|e| format!("{}: {e}", rules.display()))?;
             let parsed = rules::parse(&text).map_err(|e| format!("{}: {e}", rules.display()))?;
             let options = replay::Options {
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mtu,
                 neighbours: parse_neigh(&neigh)?,
                 capacity,
+                list,
             };
             let frames = capture::read(path(&input)?)?;
             let mut out = capture::Writer::create(path(&output)?)?;
@@ -161,6 +166,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 mtu: 1500,
                 neighbours,
                 capacity: 4096,
+                list: false,
             };
             let parsed = rules::parse(&rules_text).map_err(|e| format!("demo rules: {e}"))?;
             let out_path = dir.join("replayed.pcap");

@@ -26,6 +26,8 @@ pub(crate) struct Options {
     pub(crate) mtu: u16,
     pub(crate) neighbours: BTreeMap<IpAddr, MacAddr>,
     pub(crate) capacity: usize,
+    /// Print what `vsadm -L -n --stats` and `vsadm -L -c -n` would show at the last frame.
+    pub(crate) list: bool,
 }
 
 /// What happened, for the summary.
@@ -147,6 +149,18 @@ pub(crate) fn run(
         if n > 0 {
             let _ = writeln!(text, "dropped ({}): {n}", reason.as_str());
         }
+    }
+    if options.list {
+        // What vsadm would show of this engine at the capture's last timestamp.
+        let last_ms = frames.last().map_or(0, |f| f.ts_us / 1000);
+        let listing = crate::run::control::Report::of(&engine);
+        let stats = crate::vsadm::format::Format { numeric: true, stats: true, ..Default::default() };
+        let _ = writeln!(text, "$ vsadm -L -n --stats");
+        text.push_str(&crate::vsadm::format::list_all(&listing, &stats));
+        let _ = writeln!(text, "$ vsadm -L -c -n");
+        let rows = crate::run::control::ConnRow::list(&engine, last_ms);
+        let conns = crate::vsadm::format::Format { numeric: true, ..Default::default() };
+        text.push_str(&crate::vsadm::format::list_conns(&rows, &conns));
     }
     report.text = text;
     Ok(report)

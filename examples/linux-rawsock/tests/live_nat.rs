@@ -291,10 +291,20 @@ fn the_tutorial_typed_with_vsadm() {
     );
     let listing = vsadm("-L -n");
     let lines: Vec<&str> = listing.lines().collect();
-    assert_eq!(lines[1..4], ["Prot LocalAddress:Port Scheduler Flags", "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn", "TCP  198.18.0.100:80 rr"]);
+    assert_eq!(
+        lines[1..4],
+        [
+            "Prot LocalAddress:Port Scheduler Flags",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+            "TCP  198.18.0.100:80 rr"
+        ]
+    );
     for (i, line) in lines[4..].iter().enumerate() {
         // Every connection ended: 0 active, 10 inactive (TIME_WAIT) on each server.
-        assert_eq!(*line, format!("  -> {:<28} Masq    1      0          10        ", format!("198.18.1.{}:80", i + 1)));
+        assert_eq!(
+            *line,
+            format!("  -> {:<28} Masq    1      0          10        ", format!("198.18.1.{}:80", i + 1))
+        );
     }
     let stats = vsadm("-L -n --stats --exact");
     assert!(stats.contains("TCP  198.18.0.100:80                    30"), "{stats}");

@@ -151,3 +151,44 @@ fn malformed_rules_name_the_line_and_run_nothing() {
     ]);
     assert!(String::from_utf8_lossy(&result.stderr).contains("UnknownScheduler"));
 }
+
+#[test]
+fn replay_lists_what_vsadm_would_show() {
+    let dir = scratch("list");
+    let out = vsd(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let mut args = vec!["replay", "--rules"];
+    let rules = dir.join("rules.txt");
+    let input = dir.join("sample.pcap");
+    let output = dir.join("out.pcap");
+    args.extend([
+        rules.to_str().unwrap(),
+        "--in",
+        input.to_str().unwrap(),
+        "--out",
+        output.to_str().unwrap(),
+        "--list",
+    ]);
+    for n in 1..=3 {
+        args.push("--neigh");
+        args.push(
+            ["198.18.1.1=02:00:00:00:01:01", "198.18.1.2=02:00:00:00:01:02", "198.18.1.3=02:00:00:00:01:03"][n - 1],
+        );
+    }
+    let out = vsd(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stderr);
+    let stats = text.split("$ vsadm -L -c -n").next().unwrap();
+    assert!(stats.contains("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes"), "{text}");
+    assert!(stats.contains("TCP  198.18.0.100:80                    30"), "{text}");
+    for n in 1..=3 {
+        assert!(stats.contains(&format!("  -> 198.18.1.{n}:80                      10")), "{text}");
+    }
+    let conns = text.split("$ vsadm -L -c -n\n").nth(1).unwrap();
+    let rows: Vec<&str> = conns.lines().skip(2).collect();
+    assert_eq!(rows.len(), 30, "{conns}");
+    assert!(
+        rows.iter().all(|r| r.starts_with("TCP ") && r.contains("TIME_WAIT") && r.contains("198.18.0.100:80")),
+        "{conns}"
+    );
+}
