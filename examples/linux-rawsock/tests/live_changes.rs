@@ -125,9 +125,8 @@ fn schedulers_persistence_quiesce_delete_and_reloads() {
 
     // A rules text with an error changes nothing and names the line.
     let before = topo.listing();
-    let err = topo
-        .set_rules("-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w 99999\n")
-        .unwrap_err();
+    let err =
+        topo.set_rules("-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.1.1:80 -m -w -1\n").unwrap_err();
     assert!(err.contains("line 2"), "{err}");
     let err = topo.set_rules("-A -t 198.18.0.100:80 -s nosuch\n").unwrap_err();
     assert!(err.contains("unknown scheduler"), "{err}");

@@ -308,4 +308,10 @@ fn the_tutorial_typed_with_vsadm() {
     }
     let stats = vsadm("-L -n --stats --exact");
     assert!(stats.contains("TCP  198.18.0.100:80                    30"), "{stats}");
+    // The connection listing names ports unless -n; -Z zeroes one service's counters.
+    let conns = vsadm("-L -c");
+    assert!(conns.lines().skip(2).all(|l| l.contains("198.18.0.100:http")), "{conns}");
+    vsadm("-Z -t 198.18.0.100:http");
+    let stats = vsadm("-L -n --stats --exact");
+    assert!(stats.contains("TCP  198.18.0.100:80                     0"), "{stats}");
 }

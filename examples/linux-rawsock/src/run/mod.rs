@@ -256,7 +256,7 @@ impl Director {
 
     /// `ipvsadm -Z`.
     pub(crate) fn zero(&self) -> Result<(), String> {
-        self.ask(Command::Zero).map(|_| ())
+        self.ask(|tx| Command::Zero(None, tx)).map(|_| ())
     }
 
     /// `ipvsadm --set`.
@@ -288,7 +288,10 @@ impl Director {
         }
         for c in commands {
             match c {
-                ipvs::IpvsCommand::Zero { .. } => self.zero().map_err(|e| (0, e))?,
+                ipvs::IpvsCommand::Zero { service } => {
+                    let key = service.as_ref().and_then(ipvs::ServiceArg::key);
+                    self.ask(|tx| Command::Zero(key, tx)).map_err(|e| (0, e))?;
+                }
                 ipvs::IpvsCommand::SetTimeouts { tcp, tcpfin, udp } => {
                     self.timeouts([*tcp, *tcpfin, *udp]).map_err(|e| (0, e))?;
                 }

@@ -63,8 +63,8 @@ pub(crate) enum Command {
     Report(Sender<Report>),
     /// The connection table, as `ipvsadm -L -c` lists it.
     Conns(Sender<Vec<ConnRow>>),
-    /// Zero the counters.
-    Zero(Sender<()>),
+    /// Zero the counters: of one service, or all.
+    Zero(Option<vs_proto::engine::ServiceKey>, Sender<()>),
     /// What this thread's engine holds (draining services and servers included).
     Steering(Sender<Steering>),
     /// `ipvsadm --set TCP TCPFIN UDP` (seconds; 0 keeps a value).
@@ -285,8 +285,8 @@ impl Thread {
             Command::Conns(reply) => {
                 let _ = reply.send(ConnRow::list(engine, self.now_ms()));
             }
-            Command::Zero(reply) => {
-                let _ = engine.zero_stats(None);
+            Command::Zero(service, reply) => {
+                let _ = engine.zero_stats(service.as_ref());
                 let _ = reply.send(());
             }
             Command::Timeouts([tcp, tcpfin, udp], reply) => {

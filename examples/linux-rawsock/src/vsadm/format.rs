@@ -280,17 +280,30 @@ pub(crate) fn list_conns(rows: &[ConnRow], fmt: &Format) -> String {
     } else {
         out.push_str("pro expire state       source             virtual            destination\n");
     }
+    let name = |endpoint: &str, proto: Proto| -> String {
+        if fmt.numeric {
+            return endpoint.to_owned();
+        }
+        match endpoint.rsplit_once(':') {
+            Some((addr, port)) => match port.parse().ok().and_then(|p| port_name(p, proto)) {
+                Some(n) => format!("{addr}:{n}"),
+                None => endpoint.to_owned(),
+            },
+            None => endpoint.to_owned(),
+        }
+    };
     for c in rows {
         let secs = c.expires_ms / 1000;
+        let proto = if c.proto == "UDP" { Proto::Udp } else { Proto::Tcp };
         out.push_str(&format!(
             "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}\n",
             c.proto,
             secs / 60,
             secs % 60,
             c.state,
-            c.client,
-            c.virt,
-            c.real
+            name(&c.client, proto),
+            name(&c.virt, proto),
+            name(&c.real, proto)
         ));
     }
     out
