@@ -98,8 +98,11 @@ fn with_service_config<T>(
         unsafe { CStr::from_ptr(c.scheduler) }.to_str().map_err(|_| vs_status::VS_ERR_UTF8)?
     };
     let flags = SchedFlags::from_bits(c.sched_flags).ok_or(vs_status::VS_ERR_INVALID)?;
-    let persistence =
-        c.persistent.then_some(Persistence { timeout_s: c.persistence_timeout, prefix_len: c.persistence_prefix });
+    let persistence = c.persistent.then_some(Persistence {
+        timeout_s: c.persistence_timeout,
+        prefix_len: c.persistence_prefix,
+        ipv4_mask: None,
+    });
     f(&ServiceConfig { scheduler, flags, one_packet: c.one_packet, persistence })
 }
 

@@ -99,7 +99,7 @@ fn c(n: u8, port: u16) -> (IpAddr, u16) {
 
 #[test]
 fn a_client_sticks_to_its_server_and_others_are_spread() {
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None });
     let first = lab.syn(c(1, 1000), 0).unwrap();
     for port in 1001..1006 {
         assert_eq!(lab.syn(c(1, port), 1), Some(first), "rr would have moved on without persistence");
@@ -113,15 +113,24 @@ fn a_client_sticks_to_its_server_and_others_are_spread() {
 
 #[test]
 fn the_netmask_groups_clients() {
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 24 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 24, ipv4_mask: None });
     let first = lab.syn(c(1, 1000), 0).unwrap();
     assert_eq!(lab.syn(c(200, 1000), 0), Some(first), "198.18.5.0/24 shares a template");
     assert_ne!(lab.syn((v4(198, 18, 6, 1), 1000), 0), Some(first));
 }
 
 #[test]
+fn any_ipv4_mask_groups_clients_as_the_kernel_does() {
+    // 255.0.255.0 (ipvsadm -M 255.0.255.0): 198.18.5.1 and 198.99.5.7 both mask to 198.0.5.0.
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: Some(0xff00_ff00) });
+    let first = lab.syn(c(1, 1000), 0).unwrap();
+    assert_eq!(lab.syn((v4(198, 99, 5, 7), 1000), 0), Some(first), "same masked client, same template");
+    assert_ne!(lab.syn((v4(198, 18, 6, 1), 1000), 0), Some(first), "198.0.6.0 is another client network");
+}
+
+#[test]
 fn templates_outlive_their_timeout_while_they_control_connections() {
-    let mut lab = Lab::new(Persistence { timeout_s: 30, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 30, prefix_len: 32, ipv4_mask: None });
     let key_udp = lab.key_udp;
     lab.engine.timeouts_mut().set_ipvsadm(0, 0, 100).unwrap();
     let first = lab.send(c(1, 1000), vip(53), IpProtocol::UDP, TcpFlags::empty(), 0).unwrap();
@@ -146,7 +155,7 @@ fn templates_outlive_their_timeout_while_they_control_connections() {
 
 #[test]
 fn quiesced_servers_keep_their_clients_unless_told_otherwise() {
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None });
     let first = lab.syn(c(1, 1000), 0).unwrap();
     lab.edit(first, 0);
     assert_eq!(lab.syn(c(1, 1001), 1), Some(first), "expire_quiescent_template = 0: the template is honoured");
@@ -158,7 +167,7 @@ fn quiesced_servers_keep_their_clients_unless_told_otherwise() {
 
 #[test]
 fn a_removed_server_invalidates_its_templates() {
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None });
     let key = lab.key_tcp;
     let first = lab.syn(c(1, 1000), 0).unwrap();
     lab.engine.delete_real(&key, first, 80).unwrap();
@@ -170,7 +179,7 @@ fn a_removed_server_invalidates_its_templates() {
 fn only_assured_templates_survive_a_forced_expiry() {
     // Not assured: the server refuses the SYN (its RST moves SYN_RECV to CLOSE); a new SYN on
     // the CLOSE entry forces it out (conn_reuse_mode 1) and the template with it.
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None });
     let cl = c(1, 1000);
     let first = lab.syn(cl, 0).unwrap();
     lab.send((first, 80), cl, IpProtocol::TCP, TcpFlags::RST | TcpFlags::ACK, 1);
@@ -178,7 +187,7 @@ fn only_assured_templates_survive_a_forced_expiry() {
     assert_ne!(again, first, "the unassured template went with its connection");
     // Assured: the handshake completes first; after the RST and the reused SYN, the client
     // still goes to the same server.
-    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32 });
+    let mut lab = Lab::new(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None });
     let first = lab.syn(cl, 0).unwrap();
     lab.send((first, 80), cl, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, 0);
     lab.send(cl, vip(80), IpProtocol::TCP, TcpFlags::ACK, 0);
@@ -195,7 +204,7 @@ fn a_persistent_port_zero_service_takes_every_port() {
     let key = ServiceKey::new(IpProtocol::TCP, vip(0).0, 0);
     let config = ServiceConfig {
         scheduler: "rr",
-        persistence: Some(Persistence { timeout_s: 300, prefix_len: 32 }),
+        persistence: Some(Persistence { timeout_s: 300, prefix_len: 32, ipv4_mask: None }),
         ..ServiceConfig::default()
     };
     engine.add_service(key, &config).unwrap();

@@ -9,17 +9,30 @@ use vs_proto::engine::{Persistence, RealConfig, ServiceKey};
 /// ipvsadm's persistence timeout when `-p` has no value (checked on Linux 6.1).
 const DEFAULT_PERSISTENCE_S: u32 = 360;
 
-/// `-M`: a dotted IPv4 netmask (contiguous) or a prefix length.
-fn parse_netmask(text: &str) -> Result<u8, String> {
-    if let Ok(len) = text.parse::<u8>() {
-        return if len <= 128 { Ok(len) } else { Err(format!("bad netmask `{text}`")) };
+/// `-M` as ipvsadm reads it: for IPv6 services a prefix length (1..128); for IPv4 an address
+/// as `inet_aton` reads one (dotted, or a single 32-bit number: `-M 24` is 0.0.0.24), any
+/// mask, contiguous or not.
+fn persistence_for(timeout_s: u32, netmask: Option<&str>, ipv6: bool) -> Result<Persistence, String> {
+    let Some(text) = netmask else {
+        return Ok(Persistence { timeout_s, prefix_len: if ipv6 { 128 } else { 32 }, ipv4_mask: None });
+    };
+    if ipv6 {
+        let len = text
+            .parse::<u8>()
+            .ok()
+            .filter(|l| (1..=128).contains(l))
+            .ok_or_else(|| format!("bad IPv6 netmask `{text}`"))?;
+        return Ok(Persistence { timeout_s, prefix_len: len, ipv4_mask: None });
     }
-    let mask: std::net::Ipv4Addr = text.parse().map_err(|_| format!("bad netmask `{text}`"))?;
-    let bits = u32::from(mask);
-    if bits.leading_ones() + bits.trailing_zeros() != 32 {
-        return Err(format!("netmask `{text}` is not contiguous"));
-    }
-    u8::try_from(bits.leading_ones()).map_err(|_| format!("bad netmask `{text}`"))
+    let mask = match text.parse::<std::net::Ipv4Addr>() {
+        Ok(a) => u32::from(a),
+        Err(_) => text.parse::<u32>().map_err(|_| format!("bad netmask `{text}`"))?,
+    };
+    Ok(if mask.leading_ones() + mask.trailing_zeros() == 32 {
+        Persistence { timeout_s, prefix_len: u8::try_from(mask.leading_ones()).unwrap_or(32), ipv4_mask: None }
+    } else {
+        Persistence { timeout_s, prefix_len: 32, ipv4_mask: Some(mask) }
+    })
 }
 use vs_proto::wire::IpProtocol;
 use vs_sched::SchedFlags;
@@ -131,7 +144,7 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
     let mut flags = SchedFlags::empty();
     let mut one_packet = false;
     let mut persistence: Option<u32> = None;
-    let mut netmask: Option<u8> = None;
+    let mut netmask: Option<&str> = None;
     let mut ipv6 = false;
     let mut mark = None;
     let mut real = None;
@@ -177,7 +190,7 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
             }
             "-M" | "--netmask" => {
                 let v = it.next().ok_or("netmask missing")?;
-                netmask = Some(parse_netmask(v)?);
+                netmask = Some(v);
             }
             "-b" | "--sched-flags" => {
                 for f in it.next().ok_or("scheduler flags missing")?.split(',') {
@@ -202,9 +215,8 @@ fn parse_line(words: &[&str]) -> Result<Rule, String> {
     };
     match command {
         Some('A') => {
-            let full = if key.addr.is_ipv4() { 32 } else { 128 };
             let persistence = match (persistence, netmask) {
-                (Some(timeout_s), mask) => Some(Persistence { timeout_s, prefix_len: mask.unwrap_or(full) }),
+                (Some(timeout_s), mask) => Some(persistence_for(timeout_s, mask, key.addr.is_ipv6())?),
                 (None, Some(_)) => return Err("-M needs -p".into()),
                 (None, None) => None,
             };
@@ -307,6 +319,11 @@ mod tests {
         assert_eq!(parse("-A -t 198.18.0.100:80 -s rr -q\n").unwrap_err().line, 1);
         assert!(parse("-A -t 198.18.0.100 -s rr\n").is_err(), "a service needs a port");
         assert!(parse("-A -t 198.18.0.100:80 -M 255.255.255.0\n").unwrap_err().message.contains("-p"));
-        assert!(parse("-A -t 198.18.0.100:80 -p -M 255.0.255.0\n").is_err());
+        let Rule::Service { persistence, .. } = &parse("-A -t 198.18.0.100:80 -p -M 255.0.255.0\n").unwrap()[0].1
+        else {
+            panic!()
+        };
+        assert_eq!(persistence.unwrap().ipv4_mask, Some(0xff00_ff00), "the kernel takes any IPv4 mask");
+        assert!(parse("-A -t [2001:db8::1]:80 -p -M 129\n").is_err());
     }
 }

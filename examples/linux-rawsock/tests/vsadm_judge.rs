@@ -19,8 +19,6 @@ const DIFFERENT: &[(&str, &str)] = &[
     ("leading-ipvsadm-restore", "vsadm -R applies a file atomically: the bad line stops the whole file"),
     ("unknown-scheduler", "vsd has twos, which Linux 6.1 has not"),
     ("tunnel-types", "vsd tunnels in IP-in-IP only: gue and gre are refused"),
-    ("persistence", "persistence masks are prefixes in vsd's engine: 255.0.255.0 is refused"),
-    ("netmask-forms", "persistence masks are prefixes in vsd's engine: -M 24 (inet_aton's 0.0.0.24) is refused"),
 ];
 
 struct Recorded {

@@ -82,6 +82,9 @@ pub struct Persistence {
     pub timeout_s: u32,
     /// Prefix length of the client mask (`-M`): 32 / 128 = the client address itself.
     pub prefix_len: u8,
+    /// An IPv4 client mask that is not a prefix (`-M 255.0.255.0`: the kernel takes any
+    /// mask for IPv4 services). When set it replaces `prefix_len` for IPv4 clients.
+    pub ipv4_mask: Option<u32>,
 }
 
 impl Persistence {
@@ -91,7 +94,7 @@ impl Persistence {
         match addr {
             IpAddr::V4(a) => {
                 let bits = u32::from(self.prefix_len.min(32));
-                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                let mask = self.ipv4_mask.unwrap_or_else(|| u32::MAX.checked_shl(32 - bits).unwrap_or(0));
                 IpAddr::V4(core::net::Ipv4Addr::from(u32::from(a) & mask))
             }
             IpAddr::V6(a) => {

@@ -126,9 +126,8 @@ impl Config {
             }
             if let Some(p) = s.persistence {
                 out.push_str(&format!(" -p {}", p.timeout_s));
-                let full = if s.key.addr.is_ipv4() { 32 } else { 128 };
-                if p.prefix_len != full {
-                    out.push_str(&format!(" -M {}", p.prefix_len));
+                if let Some(mask) = mask_text(&s.key, &p) {
+                    out.push_str(&format!(" -M {mask}"));
                 }
             }
             if s.one_packet {
@@ -341,6 +340,17 @@ pub(crate) fn validate(target: &Config) -> Result<(), String> {
     let mut engine: Engine<'_, REALS> =
         Engine::new(table, &mut slots[..], vs_proto::engine::EngineConfig::default()).map_err(|e| format!("{e:?}"))?;
     apply(&mut engine, target)
+}
+
+/// A persistence mask as ipvsadm shows it, `None` for a single client address: dotted for
+/// IPv4 services, a prefix length for IPv6.
+pub(crate) fn mask_text(key: &ServiceKey, p: &Persistence) -> Option<String> {
+    if key.addr.is_ipv6() {
+        return (p.prefix_len != 128).then(|| p.prefix_len.to_string());
+    }
+    let bits = u32::from(p.prefix_len.min(32));
+    let mask = p.ipv4_mask.unwrap_or_else(|| u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+    (mask != u32::MAX).then(|| std::net::Ipv4Addr::from(mask).to_string())
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`.

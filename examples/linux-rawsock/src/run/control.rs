@@ -114,9 +114,10 @@ pub(crate) struct ServiceReport {
     #[serde(default)]
     pub(crate) flags: Vec<String>,
     pub(crate) persistent: Option<u32>,
-    /// Persistence prefix length.
+    /// Persistence mask as ipvsadm shows it (dotted for IPv4, a prefix length for IPv6),
+    /// `None` for single client addresses.
     #[serde(default)]
-    pub(crate) prefix_len: Option<u8>,
+    pub(crate) netmask: Option<String>,
     #[serde(default)]
     pub(crate) ops: bool,
     pub(crate) stats: Stats,
@@ -172,7 +173,7 @@ impl Report {
                 scheduler: s.scheduler().to_owned(),
                 flags: super::config::flag_names(s.scheduler(), s.flags()).into_iter().map(str::to_owned).collect(),
                 persistent: s.persistence().map(|p| p.timeout_s),
-                prefix_len: s.persistence().map(|p| p.prefix_len),
+                netmask: s.persistence().and_then(|p| super::config::mask_text(&s.key(), &p)),
                 ops: s.one_packet(),
                 stats: Stats::of(s.stats(), s.rates()),
                 reals: s

@@ -106,19 +106,17 @@ impl ServiceArg {
 
     fn persistence(&self) -> Result<Option<Persistence>, IpvsError> {
         let Some(timeout_s) = self.persistent else { return Ok(None) };
-        let full = if self.is_ipv6() { 128 } else { 32 };
-        let prefix_len = match self.netmask {
-            None => full,
-            Some(len) if self.is_ipv6() => u8::try_from(len).map_err(|_| IpvsError::Invalid)?,
-            Some(mask) => {
-                // Only contiguous masks have a prefix length (the engine masks by prefix).
-                if mask.leading_ones() + mask.trailing_zeros() != 32 {
-                    return Err(IpvsError::Invalid);
-                }
-                u8::try_from(mask.leading_ones()).map_err(|_| IpvsError::Invalid)?
-            }
-        };
-        Ok(Some(Persistence { timeout_s, prefix_len }))
+        if self.is_ipv6() {
+            let prefix_len = u8::try_from(self.netmask.unwrap_or(128)).map_err(|_| IpvsError::Invalid)?;
+            return Ok(Some(Persistence { timeout_s, prefix_len, ipv4_mask: None }));
+        }
+        // IPv4: any mask, as the kernel takes it; a prefix when it is one.
+        let mask = self.netmask.unwrap_or(u32::MAX);
+        Ok(Some(if mask.leading_ones() + mask.trailing_zeros() == 32 {
+            Persistence { timeout_s, prefix_len: u8::try_from(mask.leading_ones()).unwrap_or(32), ipv4_mask: None }
+        } else {
+            Persistence { timeout_s, prefix_len: 32, ipv4_mask: Some(mask) }
+        }))
     }
 
     fn flags(&self) -> SchedFlags {

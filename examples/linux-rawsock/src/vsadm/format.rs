@@ -102,19 +102,9 @@ fn rule_service(s: &ServiceReport, numeric: bool) -> String {
     }
 }
 
-/// A persistence mask as ipvsadm shows it: dotted for IPv4, the prefix length for IPv6.
+/// A persistence mask as ipvsadm shows it (vsd reports it so).
 fn mask_text(s: &ServiceReport) -> Option<String> {
-    let len = s.prefix_len?;
-    let v6 = s.ipv6;
-    if (v6 && len == 128) || (!v6 && len == 32) {
-        return None;
-    }
-    Some(if v6 {
-        len.to_string()
-    } else {
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
-        std::net::Ipv4Addr::from(mask).to_string()
-    })
+    s.netmask.clone()
 }
 
 /// ipvsadm's large numbers: nine columns, K / M / G / T above 10^8 unless exact.
