@@ -15,7 +15,7 @@ const DIFFERENT: &[(&str, &str)] = &[
     ("help-long", "vsadm's help text is its own"),
     ("restore-error", "vsadm -R applies a file atomically and names the failing line"),
     ("restore-parse-error-line", "vsadm -R applies a file atomically and names the failing line"),
-    ("hostnames", "names resolve through this host's resolver, not the recording VM's"),
+    ("hostnames", "localhost resolves to 127.0.0.1, an address of this host, which vsd refuses as a VIP"),
     ("leading-ipvsadm-restore", "vsadm -R applies a file atomically: the bad line stops the whole file"),
     ("unknown-scheduler", "vsd has twos, which Linux 6.1 has not"),
     ("tunnel-types", "vsd tunnels in IP-in-IP only: gue and gre are refused"),
