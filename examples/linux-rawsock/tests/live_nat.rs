@@ -25,6 +25,22 @@ const TUTORIAL: &str = "\
 -a -u [2001:db8::100]:7 -r [2001:db8:1::3]:7 -m
 ";
 
+/// Puts a file of `size` bytes on every real server and downloads it three times over each
+/// family through the VIP: every byte must arrive.
+fn downloads_arrive_intact(topo: &Topo, size: u32) {
+    let blob: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for i in 1..=3 {
+        std::fs::write(topo.work.join(format!("rs{i}/blob")), &blob).unwrap();
+    }
+    for url in ["http://198.18.0.100/blob", "http://[2001:db8::100]/blob"] {
+        for _ in 0..3 {
+            let out = topo.ns("client", &["curl", "-sS", "-m", "20", url]);
+            assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.stdout == blob, "{url}: {} bytes, content differs", out.stdout.len());
+        }
+    }
+}
+
 fn equal_thirds(answers: &[String], what: &str) {
     let t = tally(answers);
     let expected: std::collections::BTreeMap<String, usize> =
@@ -67,17 +83,7 @@ fn nat_tutorial_tcp_udp_ipv4_ipv6() {
 
     // Bulk: a 4 MiB download over each family arrives intact (the real servers send GSO
     // super-frames with partial checksums; vsd passes them on whole for the kernel to finish).
-    let blob: Vec<u8> = (0..4u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    for i in 1..=3 {
-        std::fs::write(topo.work.join(format!("rs{i}/blob")), &blob).unwrap();
-    }
-    for url in ["http://198.18.0.100/blob", "http://[2001:db8::100]/blob"] {
-        for _ in 0..3 {
-            let out = topo.ns("client", &["curl", "-sS", "-m", "20", url]);
-            assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
-            assert!(out.stdout == blob, "{url}: {} bytes, content differs", out.stdout.len());
-        }
-    }
+    downloads_arrive_intact(&topo, 4 << 20);
 
     // The kernels at both ends found every checksum valid (offloads on: vsd completed the
     // partial checksums veth hands over before rewriting).
@@ -146,17 +152,7 @@ fn packet_threads_own_both_directions_of_their_connections() {
     for dev in ["d0", "d1"] {
         topo.ns_ok("dir", &["ethtool", "-K", dev, "tx", "off"]);
     }
-    let blob: Vec<u8> = (0..2u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
-    for i in 1..=3 {
-        std::fs::write(topo.work.join(format!("rs{i}/blob")), &blob).unwrap();
-    }
-    for url in ["http://198.18.0.100/blob", "http://[2001:db8::100]/blob"] {
-        for _ in 0..3 {
-            let out = topo.ns("client", &["curl", "-sS", "-m", "20", url]);
-            assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
-            assert!(out.stdout == blob, "{url}: {} bytes, content differs", out.stdout.len());
-        }
-    }
+    downloads_arrive_intact(&topo, 2 << 20);
     let answers = topo.udp("198.18.0.100", 7, 6);
     assert!(answers.iter().all(|a| a.starts_with("rs")), "{answers:?}");
     for ns in ["client", "rs1", "rs2", "rs3"] {

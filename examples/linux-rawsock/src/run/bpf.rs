@@ -137,6 +137,14 @@ impl Asm {
     }
 }
 
+fn v4s(addrs: &[IpAddr]) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    addrs.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None })
+}
+
+fn v6s(addrs: &[IpAddr]) -> impl Iterator<Item = Ipv6Addr> + '_ {
+    addrs.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None })
+}
+
 /// The socket filter: IPv4 and IPv6 packets to a VIP or from a NAT real server, ARP for a VIP,
 /// and neighbour solicitations for an IPv6 VIP. Everything else stays with the kernel alone.
 pub(crate) fn socket_filter(sel: &Selection) -> Result<Program, String> {
@@ -149,19 +157,19 @@ pub(crate) fn socket_filter(sel: &Selection) -> Result<Program, String> {
     a.jump(reject);
 
     a.place(v4);
-    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+    for vip in v4s(&sel.vips) {
         a.accept_if_v4(L3 + 16, vip);
     }
-    for real in sel.nat_reals.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+    for real in v4s(&sel.nat_reals) {
         a.accept_if_v4(L3 + 12, real);
     }
     a.jump(reject);
 
     a.place(v6);
-    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+    for vip in v6s(&sel.vips) {
         a.accept_if_v6(L3 + 24, vip);
     }
-    for real in sel.nat_reals.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+    for real in v6s(&sel.nat_reals) {
         a.accept_if_v6(L3 + 8, real);
     }
     // Neighbour solicitation (ICMPv6 type 135 right after the fixed header) for a VIP.
@@ -170,14 +178,14 @@ pub(crate) fn socket_filter(sel: &Selection) -> Result<Program, String> {
     a.jne_far(58, not_ns);
     a.op(LD_B_ABS, L3 + 40);
     a.jne_far(135, not_ns);
-    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+    for vip in v6s(&sel.vips) {
         a.accept_if_v6(L3 + 48, vip);
     }
     a.place(not_ns);
     a.jump(reject);
 
     a.place(arp);
-    for vip in sel.vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+    for vip in v4s(&sel.vips) {
         a.accept_if_v4(L3 + 24, vip);
     }
 
@@ -205,7 +213,7 @@ pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
     a.place(v4);
     let (v4_src, v4_dst, v4_mix) = (a.label(), a.label(), a.label());
     a.op(LD_W_ABS, L3 + 16);
-    for vip in vips.iter().filter_map(|a| if let IpAddr::V4(v) = a { Some(*v) } else { None }) {
+    for vip in v4s(vips) {
         a.jeq_far(u32::from(vip), v4_src);
     }
     a.jump(v4_dst);
@@ -232,7 +240,7 @@ pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
     // and a wrong guess costs only a less even spread, never a wrong thread for a connection
     // (the same rule applies to both of its directions).
     a.op(LD_W_ABS, L3 + 36);
-    for vip in vips.iter().filter_map(|a| if let IpAddr::V6(v) = a { Some(*v) } else { None }) {
+    for vip in v6s(vips) {
         let o = vip.octets();
         a.jeq_far(u32::from_be_bytes([o[12], o[13], o[14], o[15]]), v6_src);
     }

@@ -58,12 +58,25 @@ pub(crate) fn version() -> String {
 /// An address as ipvsadm prints it (`[v6]` in brackets) with a port, the port by its
 /// service name unless numeric.
 fn addr_port(addr: IpAddr, port: u16, proto: Proto, numeric: bool) -> String {
-    let a = match addr {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("[{a}]"),
+    let name = if numeric { None } else { host_name(addr) };
+    let a = match (name, addr) {
+        (Some(n), _) => n,
+        (None, IpAddr::V4(a)) => a.to_string(),
+        (None, IpAddr::V6(a)) => format!("[{a}]"),
     };
     let p = if numeric { None } else { port_name(port, proto) };
     format!("{a}:{}", p.unwrap_or_else(|| port.to_string()))
+}
+
+/// The name /etc/hosts gives an address (ipvsadm asks the whole resolver; vsadm stays off
+/// the network, where an offline director would only wait).
+fn host_name(addr: IpAddr) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/hosts").ok()?;
+    text.lines().find_map(|line| {
+        let mut words = line.split('#').next()?.split_whitespace();
+        let a: IpAddr = words.next()?.parse().ok()?;
+        (a == addr).then(|| words.next().map(str::to_owned))?
+    })
 }
 
 /// The /etc/services name of a port.
