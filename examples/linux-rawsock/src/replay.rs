@@ -10,6 +10,7 @@ use vs_proto::wire::{MacAddr, PacketBuf};
 
 use crate::capture::{Frame, Writer};
 use crate::rules::Rule;
+use crate::run::config::{endpoint_text, service_name};
 
 /// Services the replay engine can hold.
 const SERVICES: usize = 64;
@@ -113,9 +114,7 @@ pub(crate) fn run(
         report.frames, report.transmitted, report.passed, report.dropped, report.skipped
     );
     for service in engine.services() {
-        let key = service.key();
-        let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" };
-        let name = format!("{proto} {}", endpoint(key.addr, key.port));
+        let name = service_name(&service.key());
         let s = service.stats();
         let _ = writeln!(
             text,
@@ -132,7 +131,7 @@ pub(crate) fn run(
             let _ = writeln!(
                 text,
                 "  -> {} {:?} weight {}: conns {} ({share:.0}%) inpkts {} outpkts {} active {} inactive {}",
-                endpoint(real.addr, real.port),
+                endpoint_text(real.addr, real.port),
                 real.forward,
                 dest.weight,
                 real.stats.conns,
@@ -141,7 +140,7 @@ pub(crate) fn run(
                 dest.active,
                 dest.inactive
             );
-            report.reals.push((name.clone(), endpoint(real.addr, real.port), real.forward, real.stats.conns));
+            report.reals.push((name.clone(), endpoint_text(real.addr, real.port), real.forward, real.stats.conns));
         }
     }
     for reason in DropReason::ALL {
@@ -164,11 +163,4 @@ pub(crate) fn run(
     }
     report.text = text;
     Ok(report)
-}
-
-fn endpoint(addr: IpAddr, port: u16) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
 }

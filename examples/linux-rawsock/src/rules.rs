@@ -67,18 +67,10 @@ impl std::fmt::Display for RuleError {
     }
 }
 
-/// The port of a few well-known service names, as ipvsadm resolves them with getservbyname.
+/// A port number or a service name from /etc/services (as ipvsadm resolves it).
 fn port_number(text: &str) -> Option<u16> {
-    text.parse().ok().or(match text {
-        "http" => Some(80),
-        "https" => Some(443),
-        "domain" => Some(53),
-        "ftp" => Some(21),
-        "ssh" => Some(22),
-        "smtp" => Some(25),
-        "http-alt" | "webcache" => Some(8080),
-        _ => None,
-    })
+    use crate::vsadm::parse::{Proto, service_port};
+    text.parse().ok().or_else(|| service_port(text, Proto::Tcp)).or_else(|| service_port(text, Proto::Udp))
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, with a numeric or well-known port.

@@ -211,31 +211,19 @@ pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
     // IPv4: the client is the source of a packet to a VIP, the destination of anything else
     // (a NAT reply).
     a.place(v4);
-    let (v4_src, v4_dst, v4_mix) = (a.label(), a.label(), a.label());
+    let (v4_src, v4_dst) = (a.label(), a.label());
     a.op(LD_W_ABS, L3 + 16);
     for vip in v4s(vips) {
         a.jeq_far(u32::from(vip), v4_src);
     }
     a.jump(v4_dst);
     a.place(v4_src);
-    // Client = source address ^ source port.
-    a.op(LDX_B_MSH, L3);
-    a.op(LD_H_IND, L3);
-    a.op(TAX, 0);
-    a.op(LD_W_ABS, L3 + 12);
-    a.op(ALU_XOR_X, 0);
-    a.jump(v4_mix);
+    hash_client(&mut a, Port::AfterHeader(L3), L3 + 12);
     a.place(v4_dst);
-    a.op(LDX_B_MSH, L3);
-    a.op(LD_H_IND, L3 + 2);
-    a.op(TAX, 0);
-    a.op(LD_W_ABS, L3 + 16);
-    a.op(ALU_XOR_X, 0);
-    a.place(v4_mix);
-    mix(&mut a);
+    hash_client(&mut a, Port::AfterHeader(L3 + 2), L3 + 16);
 
     a.place(v6);
-    let (v6_src, v6_dst, v6_mix) = (a.label(), a.label(), a.label());
+    let (v6_src, v6_dst) = (a.label(), a.label());
     // Only the destination's last word is compared: enough to tell VIPs apart in practice,
     // and a wrong guess costs only a less even spread, never a wrong thread for a connection
     // (the same rule applies to both of its directions).
@@ -245,23 +233,37 @@ pub(crate) fn fanout_program(vips: &[IpAddr]) -> Result<Program, String> {
         a.jeq_far(u32::from_be_bytes([o[12], o[13], o[14], o[15]]), v6_src);
     }
     a.jump(v6_dst);
+    // The last word of the address ^ the port (straight after the fixed header).
     a.place(v6_src);
-    a.op(LD_H_ABS, L3 + 40);
-    a.op(TAX, 0);
-    a.op(LD_W_ABS, L3 + 20);
-    a.op(ALU_XOR_X, 0);
-    a.jump(v6_mix);
+    hash_client(&mut a, Port::At(L3 + 40), L3 + 20);
     a.place(v6_dst);
-    a.op(LD_H_ABS, L3 + 42);
-    a.op(TAX, 0);
-    a.op(LD_W_ABS, L3 + 36);
-    a.op(ALU_XOR_X, 0);
-    a.place(v6_mix);
-    mix(&mut a);
+    hash_client(&mut a, Port::At(L3 + 42), L3 + 36);
 
     a.place(other);
     a.op(RET_K, 0);
     a.finish()
+}
+
+/// Where a client's port is: after the IPv4 header (its length from the first byte), or at a
+/// fixed offset.
+enum Port {
+    AfterHeader(u32),
+    At(u32),
+}
+
+/// Returns a hash of the client: the address word at `addr` XOR the port.
+fn hash_client(a: &mut Asm, port: Port, addr: u32) {
+    match port {
+        Port::AfterHeader(offset) => {
+            a.op(LDX_B_MSH, 0);
+            a.op(LD_H_IND, offset);
+        }
+        Port::At(offset) => a.op(LD_H_ABS, offset),
+    }
+    a.op(TAX, 0);
+    a.op(LD_W_ABS, addr);
+    a.op(ALU_XOR_X, 0);
+    mix(a);
 }
 
 /// Spreads sequential clients over the group: Fibonacci hashing of the 32-bit value in A.

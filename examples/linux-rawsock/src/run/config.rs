@@ -391,8 +391,5 @@ pub(crate) fn service_name(key: &ServiceKey) -> String {
         return format!("FWM {}{}", key.fwmark, if key.addr.is_ipv6() { " IPv6" } else { "" });
     }
     let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" };
-    match key.addr {
-        IpAddr::V4(a) => format!("{proto} {a}:{}", key.port),
-        IpAddr::V6(a) => format!("{proto} [{a}]:{}", key.port),
-    }
+    format!("{proto} {}", endpoint_text(key.addr, key.port))
 }

@@ -27,7 +27,7 @@ use vs_proto::conn::Forward;
 use vs_proto::engine::{Counters, DropReason, Engine, Rates};
 
 use super::Director;
-use super::config::{REALS, service_name};
+use super::config::{REALS, endpoint_text, service_name};
 
 /// Counters as the listing shows them.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -253,13 +253,6 @@ pub(crate) struct ConnRow {
     pub(crate) real: String,
 }
 
-fn endpoint((addr, port): (IpAddr, u16)) -> String {
-    match addr {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
 impl ConnRow {
     /// Every connection of one engine.
     pub(crate) fn list(engine: &Engine<'_, REALS>, now_ms: u64) -> Vec<ConnRow> {
@@ -273,9 +266,9 @@ impl ConnRow {
                     proto: if c.proto() == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" }.to_owned(),
                     expires_ms: left * vs_proto::engine::TICK_MS,
                     state: if c.is_template() { "NONE".to_owned() } else { c.state().name().to_owned() },
-                    client: endpoint(c.client()),
-                    virt: endpoint(c.virt()),
-                    real: endpoint(c.real()),
+                    client: endpoint_text(c.client().0, c.client().1),
+                    virt: endpoint_text(c.virt().0, c.virt().1),
+                    real: endpoint_text(c.real().0, c.real().1),
                 }
             })
             .collect()

@@ -81,7 +81,7 @@ pub(crate) fn run(control: &Path, command: &CtlCommand) -> Result<(), String> {
                 for r in &s.reals {
                     println!(
                         "  -> {} {} weight {} active {} inactive {}: conns {} inpkts {} outpkts {}",
-                        super::control_endpoint(r.addr, r.port),
+                        super::config::endpoint_text(r.addr, r.port),
                         r.forward,
                         r.weight,
                         r.active,

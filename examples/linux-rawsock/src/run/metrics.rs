@@ -54,7 +54,7 @@ pub(crate) fn render(report: &Report) -> String {
     let drops = counter(&mut r, "dropped_packets", "Packets dropped, by reason");
     for s in &report.services {
         for (real, stats, real_info) in std::iter::once((String::new(), s.stats, None))
-            .chain(s.reals.iter().map(|x| (super::control_endpoint(x.addr, x.port), x.stats, Some(x))))
+            .chain(s.reals.iter().map(|x| (super::config::endpoint_text(x.addr, x.port), x.stats, Some(x))))
         {
             let base: Vec<(&str, &str)> = if real.is_empty() {
                 vec![("service", s.name.as_str())]

@@ -302,11 +302,6 @@ impl Director {
     }
 }
 
-/// `ADDR:PORT` or `[V6]:PORT`.
-pub(crate) fn control_endpoint(addr: IpAddr, port: u16) -> String {
-    SocketAddr::new(addr, port).to_string()
-}
-
 /// The kernel's message for an engine refusal (what ipvsadm would print).
 fn kernel_message(e: &str) -> String {
     if e.contains("unknown scheduler") {

@@ -338,8 +338,6 @@ pub(crate) struct TxSocket {
     frames: Vec<(usize, usize)>,
     /// Frames the kernel refused (too long for the MTU, no buffer space).
     pub(crate) errors: u64,
-    /// Frames sent.
-    pub(crate) sent: u64,
     /// Each frame is preceded by a virtio-net header (PACKET_VNET_HDR).
     vnet: bool,
     /// The interface takes GSO super-frames. With the qdisc bypassed the kernel cannot segment
@@ -369,7 +367,6 @@ impl TxSocket {
             bytes: Vec::with_capacity(TX_BURST * 2048),
             frames: Vec::new(),
             errors: 0,
-            sent: 0,
             vnet,
             gso_ok: true,
             mtu,
@@ -419,15 +416,17 @@ impl TxSocket {
         let mut done = 0;
         while done < self.frames.len() {
             let chunk = &self.frames[done..];
-            let mut iovs: Vec<libc::iovec> = chunk
+            // Fixed-capacity lists: no allocation per burst.
+            let mut iovs: heapless::Vec<libc::iovec, TX_BURST> = chunk
                 .iter()
+                .take(TX_BURST)
                 .map(|&(off, len)| libc::iovec { iov_base: self.bytes[off..].as_ptr().cast_mut().cast(), iov_len: len })
                 .collect();
             // SAFETY: sockaddr_ll is plain old data.
             let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             addr.sll_family = libc::AF_PACKET as u16;
             addr.sll_ifindex = self.ifindex as i32;
-            let mut msgs: Vec<libc::mmsghdr> = iovs
+            let mut msgs: heapless::Vec<libc::mmsghdr, TX_BURST> = iovs
                 .iter_mut()
                 .map(|iov| {
                     // SAFETY: msghdr is plain old data; the pointers set below stay valid
@@ -469,7 +468,6 @@ impl TxSocket {
                 }
                 done += 1;
             } else {
-                self.sent += rc as u64;
                 done += rc as usize;
             }
         }

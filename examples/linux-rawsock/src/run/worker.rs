@@ -16,7 +16,7 @@ use vs_proto::conn::ConnTable;
 use vs_proto::engine::{Engine, EngineConfig, ServiceSlot, Verdict};
 use vs_proto::wire::{MacAddr, PacketBuf};
 
-use super::bpf::{self, Program};
+use super::bpf;
 use super::config::{self, Config, REALS, SERVICES, Steering};
 use super::control::{ConnRow, Report};
 use super::memory::Mapped;
@@ -92,7 +92,7 @@ pub(crate) struct Setup {
 /// runs until `stop`.
 pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
     let started = prepare(&setup);
-    let (mut rings, txs, memory, filters) = match started {
+    let (mut rings, txs, memory) = match started {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -130,7 +130,6 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         let _ = ready.send(Err(e));
         return;
     }
-    let _ = filters;
     let _ = ready.send(Ok(format!("{capacity} connections in {} MiB of {backing}", memory_len >> 20)));
     let mut thread = Thread {
         ports: Arc::clone(&setup.ports),
@@ -149,6 +148,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         ring_drops: 0,
         steering: Steering::of_config(&setup.config),
         passthrough: !has_tunnels(&engine),
+        mtu: setup.ports.iter().map(|p| p.mtu).min().unwrap_or(1500),
     };
     let mut last_sweep = 0u64;
     let mut last_steer = 0u64;
@@ -195,7 +195,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
     engine.close();
 }
 
-type Prepared = (Vec<RxRing>, Vec<TxSocket>, Mapped, (Program, Option<Program>));
+type Prepared = (Vec<RxRing>, Vec<TxSocket>, Mapped);
 
 fn prepare(setup: &Setup) -> Result<Prepared, String> {
     let filter = bpf::socket_filter(&Steering::of_config(&setup.config).selection())?;
@@ -218,7 +218,8 @@ fn prepare(setup: &Setup) -> Result<Prepared, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let memory =
         Mapped::new(ConnTable::footprint(setup.capacity)).map_err(|e| format!("connection table memory: {e}"))?;
-    Ok((rings, txs, memory, (filter, fanout_program)))
+    // (The kernel keeps its own copies of the filter and fanout programs.)
+    Ok((rings, txs, memory))
 }
 
 fn wait_any(rings: &[RxRing], timeout_ms: i32) {
@@ -251,6 +252,8 @@ struct Thread {
     ring_drops: u64,
     /// What the socket filter lets through now.
     steering: Steering,
+    /// The smallest MTU of vsd's interfaces: larger TCP frames are segments to cut.
+    mtu: usize,
 }
 
 impl Thread {
@@ -336,7 +339,7 @@ impl Thread {
             self.queue(engine, data, offload, false);
             return;
         }
-        let mtu = self.ports.iter().map(|p| p.mtu).min().unwrap_or(1500);
+        let mtu = self.mtu;
         if data.len() > mtu + 14 {
             let mut whole = data.to_vec();
             if frame.csum_not_ready {
@@ -405,7 +408,8 @@ impl Thread {
         }
         let now = self.now_ms();
         let lookup = Lookup { view: &self.view, learned: &self.learned, misses: RefCell::new(Vec::new()) };
-        let mut bufs: Vec<PacketBuf<'_>> = self
+        // A fixed-capacity list: no allocation per burst.
+        let mut bufs: heapless::Vec<PacketBuf<'_>, BURST> = self
             .slots
             .iter_mut()
             .zip(&self.lens)

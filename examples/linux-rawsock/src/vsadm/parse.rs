@@ -512,7 +512,6 @@ pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> 
         server: Server { addr: None, port: 0, method: Method::Route, weight: 1, u_threshold: 0, l_threshold: 0 },
         timeouts: None,
     };
-    let mut server_port_given = false;
     let mut tun_type: Option<String> = None;
     loop {
         let o = match popt.next_opt() {
@@ -577,7 +576,6 @@ pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> 
                 let (addr, port) = parse_endpoint(&value, p.service.proto)
                     .ok_or_else(|| fail("illegal real server address[:port] specified"))?;
                 p.server.addr = Some(addr);
-                server_port_given = port.is_some();
                 p.server.port = port.unwrap_or(p.service.port);
             }
             "m" | "g" | "i" => {
@@ -734,7 +732,6 @@ pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> 
         if p.service.fwmark == 0 && p.server.method != Method::Masq {
             p.server.port = p.service.port;
         }
-        let _ = server_port_given;
         let service_v6 =
             if p.service.fwmark != 0 { p.service.ipv6_fwmark } else { p.service.addr.is_some_and(|a| a.is_ipv6()) };
         if p.server.addr.is_some_and(|a| a.is_ipv6() != service_v6) && p.server.method != Method::Tunnel {
