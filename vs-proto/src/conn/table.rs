@@ -5,14 +5,21 @@
 //! Each connection is hashed once, by (protocol, client address, client port), as IPVS does:
 //! client→VIP packets and (for NAT) real server→client replies both name the client, so both
 //! directions find the entry through the same bucket. A lookup reads one bucket line and, on a
-//! tag match, the entry's line; a miss touches the bucket only. An entry that finds its primary
-//! bucket full goes to a secondary bucket, and the primary is marked so that lookups know to
-//! look there too (they do not otherwise).
+//! tag match, the entry's line; a miss touches the bucket only.
 //!
-//! The hash is NH (the almost-universal hash of UMAC): the key's 64-bit words plus per-table
-//! secret words, multiplied in pairs. The secret words come from the host's seed, so collisions
-//! cannot be precomputed by a client that does not know the seed. (hash32's FNV and Murmur3
-//! take no key, which is why they are not used here.)
+//! Every key has two candidate buckets taken from disjoint bits of its hash. An entry goes to
+//! the first with a free way, else the second; when both are full, a bounded breadth-first
+//! search moves entries to their other bucket to make room (cuckoo displacement, as DPDK's
+//! `rte_hash` does). Each bucket counts the entries of which it is the first choice but that
+//! live in their second, so that a lookup reads the second bucket only when that count is not
+//! zero. With twice as many ways as entries, every stated slot is usable: the table fills to
+//! its capacity (the tests fill it for a thousand seeds and several client patterns).
+//!
+//! The hash is keyed: the key's words are combined with per-table secret words by 64×64→128-bit
+//! multiplications folded to 64 bits, twice in sequence, so every key bit reaches every hash
+//! bit. The secret words come from the host's seed, so a client that does not know the seed
+//! cannot aim connections at one bucket. (hash32's FNV and Murmur3 take no key, which is why
+//! they are not used here.)
 //!
 //! All memory is given at initialisation: [`ConnTable::footprint`] says how many bytes a
 //! capacity needs, [`ConnTable::new`] carves them with zerocopy (no `unsafe`). Nothing is
@@ -251,9 +258,9 @@ const _: () = assert!(size_of::<Conn>() == 64 && size_of::<Bucket>() == 64);
 pub struct Bucket {
     tags: [u16; WAYS],
     slots: [u32; WAYS],
-    /// Some entry of this bucket lives in its secondary bucket.
-    overflowed: u8,
-    _pad: [u8; 15],
+    /// How many entries whose first choice is this bucket live in their second one.
+    displaced: u32,
+    _pad: [u8; 12],
 }
 
 /// Why an insert failed.
@@ -262,7 +269,8 @@ pub struct Bucket {
 pub enum InsertError {
     /// Every entry is in use.
     TableFull,
-    /// Both candidate buckets are full (rare at the sizes `footprint` picks).
+    /// Both candidate buckets are full and no displacement within the search bound made room
+    /// (not seen below the stated capacity at the sizes `footprint` picks).
     BucketsFull,
 }
 
@@ -497,62 +505,96 @@ impl<M: TableMemory> Table<M> {
         self.len() == 0
     }
 
-    /// NH over (protocol, port, address): two 64×64→128-bit products of key-offset words.
+    /// The keyed hash of (protocol, address, port): two folded multiplications with the
+    /// secret words, the second over the first's result, so that every input bit reaches every
+    /// output bit and nothing about the key words' linear structure survives.
     fn hash(&self, proto: u8, addr: &[u8; 16], port: u16) -> u64 {
         let w0 = u64::from_le_bytes(addr.first_chunk::<8>().copied().unwrap_or_default());
         let w1 = u64::from_le_bytes(addr.last_chunk::<8>().copied().unwrap_or_default());
         let w2 = (u64::from(proto) << 16) | u64::from(port);
         let [k0, k1, k2, k3] = self.key;
-        let p0 = u128::from(w0.wrapping_add(k0)) * u128::from(w1.wrapping_add(k1));
-        let p1 = u128::from(w2.wrapping_add(k2)) * u128::from(k3 | 1);
-        let sum = p0.wrapping_add(p1);
-        let (hi, lo) = ((sum >> 64) as u64, sum as u64);
-        hi ^ lo.rotate_left(29)
+        fold_mul(fold_mul(w0 ^ k0, w1 ^ k1) ^ k2, w2 ^ k3)
     }
 
-    /// The two candidate buckets and the tag for a hash.
+    /// The two candidate buckets and the tag for a hash: the buckets from disjoint bit ranges
+    /// (bits 0–31 and 32–63; tables have at most 2^29 buckets), the tag from a multiplication
+    /// of the whole hash, so that neither bucket predicts the other or the tag.
     fn place(&self, h: u64) -> (usize, usize, u16) {
         let mask = self.mask as u64;
         let b1 = (h & mask) as usize;
         let mut b2 = ((h >> 32) & mask) as usize;
         if b2 == b1 {
-            b2 = (b1 + 1) & self.mask;
+            b2 = b1 ^ 1;
+            b2 &= self.mask;
         }
-        let tag = ((h >> 16) as u16) | 1;
+        let tag = ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16) | 1;
         (b1, b2, tag)
     }
 
     /// Finds the entry whose key satisfies `matches`, among the entries hashed under
     /// (protocol, client address, client port).
     fn find(&self, proto: u8, caddr: &[u8; 16], cport: u16, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
-        let (b1, b2, tag) = self.place(self.hash(proto, caddr, cport));
+        self.find_hashed(self.hash(proto, caddr, cport), matches)
+    }
+
+    /// As [`Table::find`], for a key hashed already.
+    fn find_hashed(&self, h: u64, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
+        let (b1, b2, tag) = self.place(h);
         let first = self.mem.buckets().get(b1)?;
         if let Some(i) = self.scan(first, tag, &matches) {
             return Some(i);
         }
-        if first.overflowed == 0 {
+        if first.displaced == 0 {
             return None;
         }
         self.scan(self.mem.buckets().get(b2)?, tag, &matches)
     }
 
+    /// The entry of `bucket` with this tag whose key satisfies `matches`. The eight tags are
+    /// compared at once as lanes of one 128-bit word (a lane is zero where the tag matches).
     fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
-        for (t, &slot) in bucket.tags.iter().zip(&bucket.slots) {
-            if *t == tag && self.mem.conns().get(slot as usize).is_some_and(|c| c.is_used() && matches(c)) {
+        let mut hits = tag_hits(bucket, tag);
+        while hits != 0 {
+            let way = (hits.trailing_zeros() / 16) as usize;
+            hits &= hits - 1;
+            let slot = *bucket.slots.get(way)?;
+            if bucket.tags.get(way) == Some(&tag)
+                && self.mem.conns().get(slot as usize).is_some_and(|c| c.is_used() && matches(c))
+            {
                 return Some(slot);
             }
         }
         None
     }
 
-    /// Loads the primary bucket a lookup under (protocol, address, port) will read, so that a
-    /// burst can start every bucket's cache miss before the first lookup waits on one. (A
-    /// plain load: the prefetch instruction needs `unsafe`, which this crate forbids; the
-    /// effect on a superscalar CPU is the same overlap of misses.)
-    pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) {
-        let (b1, _, _) = self.place(self.hash(proto.0, &octets(addr), port));
+    /// Loads the first bucket a lookup under (protocol, address, port) will read, so that a
+    /// burst can start every bucket's cache miss before the first lookup waits on one; returns
+    /// the hash for [`Table::warm_entry`]. (A plain load: the prefetch instruction needs
+    /// `unsafe`, which this crate forbids; on an out-of-order CPU independent loads overlap
+    /// their misses the same way.)
+    pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) -> u64 {
+        let h = self.hash(proto.0, &octets(addr), port);
+        let (b1, _, _) = self.place(h);
         if let Some(bucket) = self.mem.buckets().get(b1) {
             core::hint::black_box(bucket.tags.first().copied());
+        }
+        h
+    }
+
+    /// The second stage of a burst: loads the entries whose tags match in the bucket that
+    /// [`Table::warm`] loaded (its line is in cache by now), so that their misses overlap too.
+    pub fn warm_entry(&self, h: u64) {
+        let (b1, _, tag) = self.place(h);
+        let Some(bucket) = self.mem.buckets().get(b1) else { return };
+        let mut hits = tag_hits(bucket, tag);
+        while hits != 0 {
+            let way = (hits.trailing_zeros() / 16) as usize;
+            hits &= hits - 1;
+            if let Some(&slot) = bucket.slots.get(way)
+                && let Some(conn) = self.mem.conns().get(slot as usize)
+            {
+                core::hint::black_box(conn.flags);
+            }
         }
     }
 
@@ -637,14 +679,16 @@ impl<M: TableMemory> Table<M> {
         let index = *self.mem.free().get(top).ok_or(InsertError::TableFull)?;
         let (bucket, way) = match free_way(self.mem.buckets().get(b1)) {
             Some(w) => (b1, w),
-            None => {
-                let w = free_way(self.mem.buckets().get(b2)).ok_or(InsertError::BucketsFull)?;
-                if let Some(first) = self.mem.buckets_mut().get_mut(b1) {
-                    first.overflowed = 1;
-                }
-                (b2, w)
-            }
+            None => match free_way(self.mem.buckets().get(b2)) {
+                Some(w) => (b2, w),
+                None => self.make_space(b1, b2).ok_or(InsertError::BucketsFull)?,
+            },
         };
+        if bucket != b1
+            && let Some(first) = self.mem.buckets_mut().get_mut(b1)
+        {
+            first.displaced += 1;
+        }
         let conn = self.mem.conns_mut().get_mut(index as usize).ok_or(InsertError::TableFull)?;
         let mut flags = F_USED | new.forward as u16;
         if new.client.0.is_ipv6() {
@@ -684,6 +728,74 @@ impl<M: TableMemory> Table<M> {
         Ok(index)
     }
 
+    /// The two buckets and the tag of the entry at `index`.
+    fn place_of(&self, index: u32) -> Option<(usize, usize, u16)> {
+        let c = self.mem.conns().get(index as usize)?;
+        Some(self.place(self.hash(c.proto, &c.caddr, c.cport)))
+    }
+
+    /// Frees a way in bucket `b1` or `b2` by moving entries to their other bucket: a
+    /// breadth-first search over at most [`SEARCH_NODES`] buckets for one with a free way, then
+    /// the moves along the path found, last first (so an entry is always in one of its
+    /// buckets). Returns the bucket and way now free.
+    fn make_space(&mut self, b1: usize, b2: usize) -> Option<(usize, usize)> {
+        // A search node: a bucket, and how it was reached (parent node and the parent's way
+        // whose entry would move into it).
+        let mut nodes: heapless::Vec<(usize, usize, usize), SEARCH_NODES> = heapless::Vec::new();
+        nodes.push((b1, usize::MAX, 0)).ok()?;
+        nodes.push((b2, usize::MAX, 0)).ok()?;
+        let mut head = 0;
+        let mut found = None;
+        'search: while let Some(&(bucket, _, _)) = nodes.get(head) {
+            for way in 0..WAYS {
+                let slot = *self.mem.buckets().get(bucket)?.slots.get(way)?;
+                let (p, s, _) = self.place_of(slot)?;
+                let alt = if p == bucket { s } else { p };
+                if let Some(free) = free_way(self.mem.buckets().get(alt)) {
+                    found = Some((head, way, alt, free));
+                    break 'search;
+                }
+                if !nodes.iter().any(|n| n.0 == alt) {
+                    // A full search list only ends the widening, not the search.
+                    let _ = nodes.push((alt, head, way));
+                }
+            }
+            head += 1;
+        }
+        let (mut node, mut way, mut to, mut to_way) = found?;
+        loop {
+            let &(from, parent, parent_way) = nodes.get(node)?;
+            self.move_entry(from, way, to, to_way)?;
+            if parent == usize::MAX {
+                return Some((from, way));
+            }
+            (to, to_way) = (from, way);
+            (node, way) = (parent, parent_way);
+        }
+    }
+
+    /// Moves the entry in `from`'s `way` to `to`'s free `to_way` (its other bucket), keeping
+    /// its first bucket's displaced count.
+    fn move_entry(&mut self, from: usize, way: usize, to: usize, to_way: usize) -> Option<()> {
+        let buckets = self.mem.buckets();
+        let (tag, slot) = (*buckets.get(from)?.tags.get(way)?, *buckets.get(from)?.slots.get(way)?);
+        let (first, _, _) = self.place_of(slot)?;
+        let buckets = self.mem.buckets_mut();
+        let target = buckets.get_mut(to)?;
+        *target.tags.get_mut(to_way)? = tag;
+        *target.slots.get_mut(to_way)? = slot;
+        let source = buckets.get_mut(from)?;
+        *source.tags.get_mut(way)? = 0;
+        *source.slots.get_mut(way)? = NO_SLOT;
+        let home = buckets.get_mut(first)?;
+        if first == from {
+            home.displaced += 1;
+        } else {
+            home.displaced = home.displaced.saturating_sub(1);
+        }
+        Some(())
+    }
+
     /// The connection at an index.
     #[must_use]
     pub fn get(&self, index: ConnIndex) -> Option<&Conn> {
@@ -699,15 +811,22 @@ impl<M: TableMemory> Table<M> {
     pub fn remove(&mut self, index: ConnIndex) -> Option<Conn> {
         let conn = *self.get(index)?;
         let (b1, b2, tag) = self.place(self.hash(conn.proto, &conn.caddr, conn.cport));
+        let buckets = self.mem.buckets_mut();
         for b in [b1, b2] {
-            if let Some(bucket) = self.mem.buckets_mut().get_mut(b) {
-                for (t, s) in bucket.tags.iter_mut().zip(bucket.slots.iter_mut()) {
-                    if *t == tag && *s == index {
-                        *t = 0;
-                        *s = NO_SLOT;
-                    }
-                }
+            let Some(bucket) = buckets.get_mut(b) else { continue };
+            let Some(way) = bucket.tags.iter().zip(&bucket.slots).position(|(t, s)| *t == tag && *s == index) else {
+                continue;
+            };
+            if let (Some(t), Some(s)) = (bucket.tags.get_mut(way), bucket.slots.get_mut(way)) {
+                *t = 0;
+                *s = NO_SLOT;
             }
+            if b == b2
+                && let Some(first) = buckets.get_mut(b1)
+            {
+                first.displaced = first.displaced.saturating_sub(1);
+            }
+            break;
         }
         if let Some(c) = self.mem.conns_mut().get_mut(index as usize) {
             c.flags = 0;
@@ -747,8 +866,28 @@ impl<M: TableMemory> Table<M> {
     }
 }
 
+/// Buckets a displacement search visits at most (bounded work per insert: each visit reads
+/// one bucket and the eight entries' keys).
+const SEARCH_NODES: usize = 32;
+
 fn free_way(bucket: Option<&Bucket>) -> Option<usize> {
     bucket?.tags.iter().position(|t| *t == 0)
+}
+
+/// 64×64→128-bit multiplication folded to 64 bits (high half XOR low half).
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p >> 64) as u64 ^ p as u64
+}
+
+/// A word with the top bit of lane `i` (16 bits per way) set where way `i`'s tag may equal
+/// `tag` (the classic "has zero lane" test on the XOR; a set lane is confirmed by the caller).
+fn tag_hits(bucket: &Bucket, tag: u16) -> u128 {
+    const LOW: u128 = 0x0001_0001_0001_0001_0001_0001_0001_0001;
+    const HIGH: u128 = LOW << 15;
+    let lanes = u128::from_le_bytes(zerocopy::transmute!(bucket.tags.map(u16::to_le)));
+    let x = lanes ^ (LOW * u128::from(tag));
+    x.wrapping_sub(LOW) & !x & HIGH
 }
 
 /// Cache-line-aligned memory of `N` bytes for Rust users who want the table in a `static` or
@@ -869,7 +1008,7 @@ mod tests {
         for p in &ports {
             indices.push(t.insert(&new_conn((v4(5, 5), *p), Forward::Nat)).unwrap());
         }
-        assert_eq!(t.mem.buckets()[target].overflowed, 1, "four entries went to their secondary buckets");
+        assert_eq!(t.mem.buckets()[target].displaced, 4, "four entries went to their second buckets");
         for (p, i) in ports.iter().zip(&indices) {
             assert_eq!(t.lookup_in(IpProtocol::TCP, (v4(5, 5), *p), (v4(0, 100), 80)), Some(*i));
         }
@@ -902,6 +1041,107 @@ mod tests {
         });
         assert_eq!(removed, 10);
         assert!(t.is_empty());
+    }
+
+    /// Client keys as users load a director: random clients, sequential addresses (IPv4 and
+    /// IPv6), one address with sequential ports, and a CGNAT-like pattern (a few public
+    /// addresses, each with blocks of sequential ports at scattered offsets).
+    pub(super) fn client_pattern(pattern: usize, i: u32, seed: u64) -> (IpAddr, u16) {
+        let mix = |x: u64| {
+            let z = (x ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z ^ (z >> 29)
+        };
+        match pattern {
+            0 => {
+                let r = mix(u64::from(i));
+                (IpAddr::V4(Ipv4Addr::from((r >> 32) as u32)), r as u16)
+            }
+            1 => (IpAddr::V4(Ipv4Addr::from(0xC612_0000 + i)), 40000),
+            2 => (IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i))), 40000),
+            3 => (IpAddr::V4(Ipv4Addr::new(198, 18, 7, 7)), (i as u16).wrapping_add(1024)),
+            _ => {
+                // 512-port blocks; block b of address b % 8 starts at a scattered offset.
+                let (block, port) = (i / 512, i % 512);
+                let addr = Ipv4Addr::new(198, 19, 0, (block % 8) as u8);
+                let base = 1024 + (mix(u64::from(block)) % 100) as u16 * 512;
+                (IpAddr::V4(addr), base + port as u16)
+            }
+        }
+    }
+
+    /// Fills a table of `capacity` with `pattern`'s clients; the number inserted before the
+    /// first failure, checking afterwards that every entry is found.
+    fn fill(capacity: usize, pattern: usize, seed: u64) -> usize {
+        let mut mem = vec![0u8; ConnTable::footprint(capacity)];
+        let mut t = ConnTable::new(&mut mem, capacity, seed).unwrap();
+        let mut inserted = 0;
+        for i in 0..capacity as u32 {
+            if t.insert(&new_conn(client_pattern(pattern, i, seed), Forward::Nat)).is_err() {
+                break;
+            }
+            inserted += 1;
+        }
+        for i in 0..inserted as u32 {
+            let c = client_pattern(pattern, i, seed);
+            assert!(t.lookup_in(IpProtocol::TCP, c, (v4(0, 100), 80)).is_some(), "entry {i} lost");
+        }
+        let displaced: u32 = t.mem.buckets().iter().map(|b| b.displaced).sum();
+        let in_second = t
+            .iter()
+            .filter(|(i, c)| {
+                let (b1, _, tag) = t.place(t.hash(c.proto, &c.caddr, c.cport));
+                let b = &t.mem.buckets()[b1];
+                !b.tags.iter().zip(&b.slots).any(|(tg, s)| *tg == tag && s == i)
+            })
+            .count();
+        assert_eq!(displaced as usize, in_second, "displaced counts match the entries in their second bucket");
+        inserted
+    }
+
+    #[test]
+    fn fills_to_the_stated_capacity_for_a_thousand_seeds_and_every_client_pattern() {
+        for seed in 0..1000u64 {
+            for pattern in 0..5 {
+                let seed = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ pattern as u64;
+                assert_eq!(fill(2048, pattern, seed), 2048, "pattern {pattern}, seed {seed:#x}");
+            }
+        }
+        // Larger tables, fewer seeds.
+        for seed in 0..3 {
+            for pattern in 0..5 {
+                assert_eq!(fill(1 << 16, pattern, seed), 1 << 16, "pattern {pattern}, seed {seed}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_capacity_seed_and_pattern_fills_completely(
+            capacity in 1usize..5000,
+            seed: u64,
+            pattern in 0usize..5,
+        ) {
+            proptest::prop_assert_eq!(fill(capacity, pattern, seed), capacity);
+        }
+    }
+
+    #[test]
+    fn keys_spread_evenly_over_buckets() {
+        // Sequential keys must not crowd: the fullest first-choice bucket stays near the mean
+        // (a linear hash puts sequential ports into a few correlated buckets).
+        for pattern in 0..5 {
+            let mut mem = vec![0u8; ConnTable::footprint(1 << 14)];
+            let t = ConnTable::new(&mut mem, 1 << 14, 99).unwrap();
+            let mut load = vec![0u32; t.mem.buckets().len()];
+            for i in 0..(1 << 14) {
+                let (a, p) = client_pattern(pattern, i, 99);
+                load[t.place(t.hash(6, &octets(a), p)).0] += 1;
+            }
+            let max = *load.iter().max().unwrap();
+            // Mean 4; Poisson(4) over 4096 buckets tops out near 13.
+            assert!(max <= 16, "pattern {pattern}: fullest bucket {max}");
+        }
     }
 
     #[test]

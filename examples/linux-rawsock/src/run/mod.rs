@@ -420,11 +420,18 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
             .map_err(|e| e.to_string())?
     };
     let epoch = Instant::now();
-    let seed = options.seed.unwrap_or_else(|| {
-        let mut b = [0u8; 8];
-        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).ok();
-        u64::from_le_bytes(b)
-    });
+    // The table's hash key: unknown to clients, so that they cannot aim connections at one
+    // bucket. Without the OS's random source vsd refuses to start rather than use a known key.
+    let seed = match options.seed {
+        Some(seed) => seed,
+        None => {
+            let mut b = [0u8; 8];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+                .map_err(|e| format!("cannot read /dev/urandom for the connection table's hash key: {e}"))?;
+            u64::from_le_bytes(b)
+        }
+    };
     let fanout = (threads > 1).then(|| {
         // One group per interface; ids from the process id so that two vsd never share one.
         let base = (std::process::id() as u16).wrapping_mul(2);
