@@ -247,6 +247,31 @@ impl Conn {
     fn v6(&self) -> bool {
         self.flags & F_V6 != 0
     }
+
+    /// The virtual address as stored (IPv4 in the first four bytes), for the fast path.
+    pub(crate) fn vaddr_bytes(&self) -> &[u8; 16] {
+        &self.vaddr
+    }
+
+    /// The real server's address as stored (IPv4 in the first four bytes), for the fast path.
+    pub(crate) fn daddr_bytes(&self) -> &[u8; 16] {
+        &self.daddr
+    }
+
+    /// Virtual port.
+    pub(crate) fn vport(&self) -> u16 {
+        self.vport
+    }
+
+    /// Real server port.
+    pub(crate) fn dport(&self) -> u16 {
+        self.dport
+    }
+
+    /// The state's index, without decoding it.
+    pub(crate) fn state_index(&self) -> u8 {
+        self.state
+    }
 }
 
 // The layout promises: one cache line per entry and per bucket.
@@ -282,6 +307,16 @@ pub enum MemoryError {
     TooSmall,
     /// Capacity 0, or above 2^31.
     BadCapacity,
+}
+
+/// A connection's hash key as stored: protocol, family, client address (IPv4 in the first four
+/// bytes) and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawKey {
+    pub(crate) proto: u8,
+    pub(crate) v6: bool,
+    pub(crate) caddr: [u8; 16],
+    pub(crate) cport: u16,
 }
 
 /// Where a connection lives: its index in the entry array (stable while it lives).
@@ -573,12 +608,7 @@ impl<M: TableMemory> Table<M> {
     /// `unsafe`, which this crate forbids; on an out-of-order CPU independent loads overlap
     /// their misses the same way.)
     pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) -> u64 {
-        let h = self.hash(proto.0, &octets(addr), port);
-        let (b1, _, _) = self.place(h);
-        if let Some(bucket) = self.mem.buckets().get(b1) {
-            core::hint::black_box(bucket.tags.first().copied());
-        }
-        h
+        self.warm_raw(&RawKey { proto: proto.0, v6: addr.is_ipv6(), caddr: octets(addr), cport: port })
     }
 
     /// The second stage of a burst: loads the entries whose tags match in the bucket that
@@ -602,16 +632,19 @@ impl<M: TableMemory> Table<M> {
     /// to this virtual address and port.
     #[must_use]
     pub fn lookup_in(&self, proto: IpProtocol, client: (IpAddr, u16), virt: (IpAddr, u16)) -> Option<ConnIndex> {
-        let (caddr, vaddr) = (octets(client.0), octets(virt.0));
-        let v6 = client.0.is_ipv6();
-        self.find(proto.0, &caddr, client.1, |c| {
-            !c.is_template()
-                && c.v6() == v6
-                && c.proto == proto.0
-                && c.caddr == caddr
-                && c.cport == client.1
-                && c.vaddr == vaddr
-                && c.vport == virt.1
+        let key = RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: octets(client.0), cport: client.1 };
+        self.lookup_in_raw(&key, &octets(virt.0), virt.1)
+    }
+
+    /// [`Table::lookup_in`] on addresses as stored (IPv4 in the first four bytes).
+    pub(crate) fn lookup_in_raw(&self, key: &RawKey, vaddr: &[u8; 16], vport: u16) -> Option<ConnIndex> {
+        self.find(key.proto, &key.caddr, key.cport, |c| {
+            c.flags & (F_TEMPLATE | F_V6) == if key.v6 { F_V6 } else { 0 }
+                && c.proto == key.proto
+                && c.cport == key.cport
+                && c.vport == vport
+                && c.caddr == key.caddr
+                && c.vaddr == *vaddr
         })
     }
 
@@ -652,20 +685,33 @@ impl<M: TableMemory> Table<M> {
     /// only sees when they are its own) from the virtual ones.
     #[must_use]
     pub fn lookup_out(&self, proto: IpProtocol, from: (IpAddr, u16), client: (IpAddr, u16)) -> Option<ConnIndex> {
-        let (caddr, faddr) = (octets(client.0), octets(from.0));
-        let v6 = client.0.is_ipv6();
-        self.find(proto.0, &caddr, client.1, |c| {
+        let key = RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: octets(client.0), cport: client.1 };
+        self.lookup_out_raw(&key, &octets(from.0), from.1)
+    }
+
+    /// [`Table::lookup_out`] on addresses as stored (IPv4 in the first four bytes).
+    pub(crate) fn lookup_out_raw(&self, key: &RawKey, faddr: &[u8; 16], fport: u16) -> Option<ConnIndex> {
+        self.find(key.proto, &key.caddr, key.cport, |c| {
             let source_ok = match c.forward() {
-                Forward::Nat => c.daddr == faddr && c.dport == from.1,
-                _ => c.vaddr == faddr && c.vport == from.1,
+                Forward::Nat => c.dport == fport && c.daddr == *faddr,
+                _ => c.vport == fport && c.vaddr == *faddr,
             };
-            !c.is_template()
-                && c.v6() == v6
-                && c.proto == proto.0
-                && c.caddr == caddr
-                && c.cport == client.1
+            c.flags & (F_TEMPLATE | F_V6) == if key.v6 { F_V6 } else { 0 }
+                && c.proto == key.proto
+                && c.cport == key.cport
+                && c.caddr == key.caddr
                 && source_ok
         })
+    }
+
+    /// The hash [`Table::warm`] computes, for a key as stored.
+    pub(crate) fn warm_raw(&self, key: &RawKey) -> u64 {
+        let h = self.hash(key.proto, &key.caddr, key.cport);
+        let (b1, _, _) = self.place(h);
+        if let Some(bucket) = self.mem.buckets().get(b1) {
+            core::hint::black_box(bucket.tags.first().copied());
+        }
+        h
     }
 
     /// Inserts a connection and returns its index.

@@ -15,6 +15,7 @@
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::cast_possible_truncation)]
 
 pub mod defence;
+mod fast;
 mod fragments;
 pub mod service;
 pub mod stats;
@@ -124,6 +125,10 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     rng: u64,
     /// Schedulers the host registered (C code, plugins), usable by name like the built-ins.
     externals: heapless::Vec<ExternalScheduler, MAX_EXTERNAL_SCHEDULERS>,
+    /// Which packets the fast path may pass without a lookup.
+    filters: fast::FastFilters,
+    /// Real servers' neighbours, so that the fast path does not ask the host per packet.
+    neighbour_cache: [fast::CachedNeighbour; fast::NEIGHBOUR_CACHE],
 }
 
 /// How many external schedulers an engine can register.
@@ -182,7 +187,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if services.as_ref().len().saturating_mul(D) > 1 << 16 || D == 0 {
             return Err(ConfigError::Range);
         }
-        Ok(Engine {
+        let mut engine = Engine {
             conns,
             services,
             _memory: PhantomData,
@@ -197,7 +202,11 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             class_entries: [0, 0],
             rng: config.seed ^ 0x5DEE_CE66_D1CE_5EED,
             externals: heapless::Vec::new(),
-        })
+            filters: fast::FastFilters::default(),
+            neighbour_cache: [fast::CachedNeighbour::default(); fast::NEIGHBOUR_CACHE],
+        };
+        engine.refresh_fast_path();
+        Ok(engine)
     }
 
     /// Settings.
@@ -303,6 +312,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if let Some(slot) = self.services.as_mut().get_mut(free) {
             slot.0 = Some(service);
         }
+        self.refresh_fast_path();
         Ok(())
     }
 
@@ -320,6 +330,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         service.flags = config.flags;
         service.one_packet = config.one_packet;
         service.persistence = config.persistence;
+        self.refresh_fast_path();
         Ok(())
     }
 
@@ -343,6 +354,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 slot.0 = None;
             }
         }
+        self.refresh_fast_path();
         Ok(())
     }
 
@@ -352,7 +364,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// [`ConfigError::NotFound`] (service), [`ConfigError::Exists`], [`ConfigError::Range`],
     /// [`ConfigError::Full`], [`ConfigError::Invalid`], or the scheduler's refusal.
     pub fn add_real(&mut self, key: &ServiceKey, real: &RealConfig) -> Result<(), ConfigError> {
-        self.service_mut(key)?.add_real(real)
+        self.service_mut(key)?.add_real(real)?;
+        self.refresh_fast_path();
+        Ok(())
     }
 
     /// Edits a real server (`ipvsadm -e`): weight, thresholds, forwarding method.
@@ -360,7 +374,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// # Errors
     /// [`ConfigError::NotFound`], [`ConfigError::Range`].
     pub fn edit_real(&mut self, key: &ServiceKey, real: &RealConfig) -> Result<(), ConfigError> {
-        self.service_mut(key)?.edit_real(real)
+        self.service_mut(key)?.edit_real(real)?;
+        self.refresh_fast_path();
+        Ok(())
     }
 
     /// Removes a real server (`ipvsadm -d`): no new connections; existing ones follow
@@ -369,7 +385,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// # Errors
     /// [`ConfigError::NotFound`].
     pub fn delete_real(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<(), ConfigError> {
-        self.service_mut(key)?.remove_real(addr, port)
+        self.service_mut(key)?.remove_real(addr, port)?;
+        self.refresh_fast_path();
+        Ok(())
     }
 
     /// Processes one packet held in `buf` at host time `now_ms`, rewriting it in place, and
@@ -387,14 +405,20 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now_ms: u64,
         neighbours: &impl Neighbours,
     ) -> Verdict {
+        if let Some(plain) = fast::plain(buf.data(), self.config.ethernet)
+            && let Some(verdict) = self.fast_path(buf, &plain, now_ms, neighbours)
+        {
+            return verdict;
+        }
         let summary = self.parse(buf);
         self.process_parsed(buf, summary, mark, now_ms, neighbours)
     }
 
-    /// Processes a burst: parses every packet and loads the table buckets their lookups will
-    /// need before the first lookup, so that the cache misses of a large table overlap
-    /// (DPDK's bulk-lookup idea), then processes them in order. `verdicts[i]` receives packet
-    /// `i`'s verdict; returns how many were processed (the shorter of the two slices).
+    /// Processes a burst in three passes over up to 32 packets at a time, so that the cache
+    /// misses of a large table overlap instead of queueing (DPDK's bulk lookup): first every
+    /// packet's table bucket is loaded, then every entry its tags point at, then the packets
+    /// are processed in order. `verdicts[i]` receives packet `i`'s verdict; returns how many
+    /// were processed (the shorter of the two slices).
     pub fn process_burst(
         &mut self,
         packets: &mut [PacketBuf<'_>],
@@ -407,26 +431,27 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let mut done = 0;
         while done < n {
             let end = (done + CHUNK).min(n);
-            let mut summaries = [None; CHUNK];
-            for (slot, buf) in summaries.iter_mut().zip(packets.get(done..end).unwrap_or(&[])) {
-                let summary = self.parse(buf);
-                if let Some(s) = &summary
-                    && let (Some(proto), Some(src), Some(dst), Some((sport, dport))) = (s.proto, s.src, s.dst, s.ports)
-                {
+            let chunk = packets.get_mut(done..end).unwrap_or_default();
+            let mut hashes = [(0u64, 0u64); CHUNK];
+            for (hash, buf) in hashes.iter_mut().zip(chunk.iter()) {
+                if let Some(plain) = fast::plain(buf.data(), self.config.ethernet) {
                     // The client's key: in-lookups hash the source, out-lookups the destination.
-                    self.conns.warm(proto, src, sport);
-                    self.conns.warm(proto, dst, dport);
+                    let (to_vip, from_real) = self.directions(&plain);
+                    if to_vip {
+                        hash.0 = self.conns.warm_raw(&plain.source_key());
+                    }
+                    if from_real {
+                        hash.1 = self.conns.warm_raw(&plain.destination_key());
+                    }
                 }
-                *slot = Some(summary);
             }
-            for (i, slot) in summaries.into_iter().enumerate().take(end - done) {
-                let (Some(buf), Some(summary)) = (packets.get_mut(done + i), slot) else {
-                    continue;
-                };
-                let verdict = self.process_parsed(buf, summary, 0, now_ms, neighbours);
-                if let Some(v) = verdicts.get_mut(done + i) {
-                    *v = verdict;
+            for &(h_in, h_out) in hashes.iter().take(chunk.len()) {
+                for h in [h_in, h_out].into_iter().filter(|h| *h != 0) {
+                    self.conns.warm_entry(h);
                 }
+            }
+            for (buf, verdict) in chunk.iter_mut().zip(verdicts.get_mut(done..end).unwrap_or_default()) {
+                *verdict = self.process_marked(buf, 0, now_ms, neighbours);
             }
             done = end;
         }

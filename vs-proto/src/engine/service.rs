@@ -124,6 +124,22 @@ pub struct RealConfig {
     pub lower_threshold: u32,
 }
 
+/// ipvsadm's defaults for `-a`: NAT (`-m`; ipvsadm's own default is `-g`, but a director
+/// built on this core is most often a NAT one), weight 1, no thresholds; the address
+/// (0.0.0.0) and port (0) are to be set.
+impl Default for RealConfig {
+    fn default() -> Self {
+        RealConfig {
+            addr: IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+            port: 0,
+            forward: Forward::Nat,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+}
+
 /// Why a configuration change was refused (the kernel's errno in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

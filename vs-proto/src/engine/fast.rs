@@ -1,0 +1,769 @@
+//! The fast path: packets of established connections, and packets that belong to no service.
+//!
+//! Most packets a director sees are the middle of connections it already knows: plain IPv4 or
+//! IPv6 (no options, no extension headers, not fragmented) TCP segments with ACK and none of
+//! SYN, FIN, RST, or UDP datagrams. For those the IPVS state machine does not move (ESTABLISHED
+//! stays ESTABLISHED in every direction and table, UDP stays UDP), so the work is: read the few
+//! fields the decision needs, one table probe, re-arm the timer, count, rewrite with one
+//! checksum delta, address the frame from a per-destination neighbour cache.
+//!
+//! Anything else returns `None` before a byte is changed, and the general path (the rest of
+//! this module) handles the packet from the start, so both paths give the same result. The
+//! fast path also answers "not ours" early: an address filter over every virtual address and
+//! real-server address says when a packet can match no connection and no service, and such a
+//! packet is passed to the host after reading its two addresses.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{DropReason, Engine, ServiceSlot, Verdict, expired, ticks, timeout_ticks};
+use crate::conn::table::RawKey;
+use crate::conn::{ConnIndex, ConnState, Forward, TableMemory};
+use crate::wire::{Checksum, L3, MacAddr, PacketBuf, Summary, TunnelHeader, checksum, encapsulate};
+
+/// Where the fields of a plain TCP/UDP packet are.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plain {
+    /// Offset of the IP header.
+    l3: usize,
+    /// IPv6 (else IPv4).
+    v6: bool,
+    /// End of the IP packet.
+    end: usize,
+    /// TCP or UDP.
+    proto: u8,
+    /// The TCP flags byte (0 for UDP).
+    flags: u8,
+    /// Source and destination addresses as stored in the table (IPv4 in the first 4 bytes).
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+fn be16(data: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(*data.get(at..)?.first_chunk::<2>()?))
+}
+
+/// Reads a plain packet: Ethernet without VLAN tags (or bare IP), IPv4 without options or
+/// IPv6 without extension headers, not a fragment, TTL above 1, a whole TCP or UDP header
+/// within the packet. `None` for everything else (the general path takes it).
+pub(super) fn plain(data: &[u8], ethernet: bool) -> Option<Plain> {
+    let l3 = if ethernet {
+        match be16(data, 12)? {
+            0x0800 | 0x86DD => 14,
+            _ => return None,
+        }
+    } else {
+        0
+    };
+    let ip = data.get(l3..)?;
+    let (v6, l4, end, proto) = match *ip.first()? {
+        0x45 => {
+            let total = usize::from(be16(ip, 2)?);
+            let fragment = be16(ip, 6)? & 0x3FFF;
+            let (ttl, proto) = (*ip.get(8)?, *ip.get(9)?);
+            if total > ip.len() || fragment != 0 || ttl <= 1 {
+                return None;
+            }
+            (false, l3 + 20, l3 + total, proto)
+        }
+        b if b >> 4 == 6 => {
+            let total = 40 + usize::from(be16(ip, 4)?);
+            let (proto, hops) = (*ip.get(6)?, *ip.get(7)?);
+            if total > ip.len() || hops <= 1 {
+                return None;
+            }
+            (true, l3 + 40, l3 + total, proto)
+        }
+        _ => return None,
+    };
+    let segment = end.checked_sub(l4)?;
+    let header = data.get(l4..end)?;
+    let flags = match proto {
+        6 => {
+            let offset = usize::from(*header.get(12)? >> 4) * 4;
+            if segment < 20 || offset < 20 || offset > segment {
+                return None;
+            }
+            *header.get(13)?
+        }
+        17 => {
+            let length = usize::from(be16(header, 4)?);
+            if length < 8 || length > segment {
+                return None;
+            }
+            0
+        }
+        _ => return None,
+    };
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    if v6 {
+        src = *ip.get(8..)?.first_chunk::<16>()?;
+        dst = *ip.get(24..)?.first_chunk::<16>()?;
+    } else {
+        src.get_mut(..4)?.copy_from_slice(ip.get(12..16)?);
+        dst.get_mut(..4)?.copy_from_slice(ip.get(16..20)?);
+    }
+    Some(Plain { l3, v6, end, proto, flags, src, dst, sport: be16(header, 0)?, dport: be16(header, 2)? })
+}
+
+impl Plain {
+    /// The key an in-lookup hashes (the client is the source).
+    pub(super) fn source_key(&self) -> RawKey {
+        RawKey { proto: self.proto, v6: self.v6, caddr: self.src, cport: self.sport }
+    }
+
+    /// The key an out-lookup hashes (the client is the destination).
+    pub(super) fn destination_key(&self) -> RawKey {
+        RawKey { proto: self.proto, v6: self.v6, caddr: self.dst, cport: self.dport }
+    }
+
+    /// True for a segment that cannot move an established connection's state: ACK without
+    /// SYN, FIN or RST (or any UDP datagram).
+    fn keeps_state(&self) -> bool {
+        self.proto == 17 || self.flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
+    }
+
+    fn addr(&self, bytes: &[u8; 16]) -> IpAddr {
+        stored_addr(bytes, self.v6)
+    }
+}
+
+/// An address as the table stores it.
+fn stored_addr(bytes: &[u8; 16], v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    } else {
+        let [a, b, c, d, ..] = *bytes;
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+}
+
+/// A Bloom-style filter over addresses (one bit per address hash): no false negatives, so an
+/// address whose bit is clear is certainly not in the set.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AddrFilter([u64; 4]);
+
+impl AddrFilter {
+    fn bit(addr: &[u8; 16]) -> usize {
+        let w0 = u64::from_le_bytes(addr.first_chunk::<8>().copied().unwrap_or_default());
+        let w1 = u64::from_le_bytes(addr.last_chunk::<8>().copied().unwrap_or_default());
+        ((w0 ^ w1.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize
+    }
+
+    pub(super) fn add(&mut self, addr: IpAddr) {
+        let bit = Self::bit(&stored(addr));
+        if let Some(word) = self.0.get_mut(bit / 64) {
+            *word |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_hold(&self, addr: &[u8; 16]) -> bool {
+        let bit = Self::bit(addr);
+        self.0.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// An address in the table's form.
+fn stored(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut o = [0u8; 16];
+            if let Some(head) = o.first_chunk_mut::<4>() {
+                *head = a.octets();
+            }
+            o
+        }
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+/// What the fast path may skip for the current configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FastFilters {
+    /// Every service's virtual address (deleted services still draining included).
+    vips: AddrFilter,
+    /// Every real server's address (removed ones still referenced included).
+    reals: AddrFilter,
+    /// A firewall-mark service exists: its connections may have any virtual address.
+    any_fwmark: bool,
+}
+
+/// Entries of the per-destination neighbour cache (direct-mapped by real-server slot).
+pub(super) const NEIGHBOUR_CACHE: usize = 64;
+/// How long a cached neighbour is used before the host is asked again (ticks of 16 ms: 1 s).
+const NEIGHBOUR_TTL_TICKS: u32 = 64;
+
+/// One cached neighbour: the destination slot it is for (+1; 0 = empty), its MAC and port, and
+/// the tick until which it is used.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CachedNeighbour {
+    dest: u32,
+    mac: MacAddr,
+    port: u16,
+    until: u32,
+}
+
+impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[ServiceSlot<D>]>> Engine<'a, D, M, S> {
+    /// Recomputes the fast path's filters from the service slots, and empties the neighbour
+    /// cache (a changed real server may have a new next hop). Called after every change.
+    pub(super) fn refresh_fast_path(&mut self) {
+        let mut filters = FastFilters::default();
+        for service in self.services.as_ref().iter().filter_map(|s| s.0.as_ref()) {
+            filters.any_fwmark |= service.key.is_fwmark();
+            filters.vips.add(service.key.addr);
+            for real in service.reals.iter().flatten() {
+                filters.reals.add(real.addr);
+            }
+        }
+        self.filters = filters;
+        self.flush_neighbours();
+    }
+
+    /// Forgets the cached neighbours of real servers, so that the next packet to each asks the
+    /// host's [`Neighbours`](super::Neighbours) again. Hosts call this when their neighbour or
+    /// route table changes; otherwise a cached entry is used for at most one second.
+    pub fn flush_neighbours(&mut self) {
+        self.neighbour_cache = [CachedNeighbour::default(); NEIGHBOUR_CACHE];
+    }
+
+    /// True when the checksum policy lets the fast path run: software updates on transmit
+    /// and nothing to verify on receive (the default policy).
+    fn fast_checksums(&self) -> bool {
+        let caps = self.config.caps;
+        [caps.ipv4, caps.tcp, caps.udp].iter().all(|c| *c == Checksum::Tx)
+    }
+
+    /// Whether a packet may be client → service (its destination may be a virtual address)
+    /// and whether it may be a reply (its source may be a real server).
+    pub(super) fn directions(&self, plain: &Plain) -> (bool, bool) {
+        (self.filters.any_fwmark || self.filters.vips.may_hold(&plain.dst), self.filters.reals.may_hold(&plain.src))
+    }
+
+    /// The fast path for one packet; `None` hands it, unchanged, to the general path.
+    pub(super) fn fast_path(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        plain: &Plain,
+        now_ms: u64,
+        neighbours: &impl super::Neighbours,
+    ) -> Option<Verdict> {
+        if !self.fast_checksums() {
+            return None;
+        }
+        let (to_vip, from_real) = self.directions(plain);
+        if !to_vip && !from_real {
+            // No connection has this destination as its virtual address nor this source as
+            // its real server, and no service has this destination: the host's packet.
+            return Some(self.pass());
+        }
+        if !plain.keeps_state() {
+            return None;
+        }
+        let now = ticks(now_ms);
+        if to_vip && let Some(index) = self.conns.lookup_in_raw(&plain.source_key(), &plain.dst, plain.dport) {
+            return self.fast_in(index, buf, plain, now, neighbours);
+        }
+        if from_real && let Some(index) = self.conns.lookup_out_raw(&plain.destination_key(), &plain.src, plain.sport) {
+            return self.fast_out(index, buf, plain, now, neighbours);
+        }
+        None
+    }
+
+    /// The state an established connection keeps, if `conn` is one that `plain` cannot move.
+    fn steady_state(plain: &Plain, state: u8) -> Option<ConnState> {
+        let steady = if plain.proto == 6 { ConnState::Established } else { ConnState::Udp };
+        (state == steady as u8).then_some(steady)
+    }
+
+    /// Client → real server on an established connection.
+    fn fast_in(
+        &mut self,
+        index: ConnIndex,
+        buf: &mut PacketBuf<'_>,
+        plain: &Plain,
+        now: u32,
+        neighbours: &impl super::Neighbours,
+    ) -> Option<Verdict> {
+        let conn = *self.conns.get(index)?;
+        let state = Self::steady_state(plain, conn.state_index())?;
+        if expired(conn.expires(), now) {
+            return None;
+        }
+        let (service, slot) = self.decode(conn.dest());
+        self.real(service, slot).filter(|r| r.available)?;
+        if plain.proto == 17 && self.config.expire_nodest_conn && self.weight_of(service, slot) == Some(0) {
+            // A datagram to a quiesced server reschedules (the general path does that).
+            return None;
+        }
+        let real = conn.real().0;
+        let forward = conn.forward();
+        let outer_src = match forward {
+            Forward::Tunnel => Some(self.tunnel_plan(buf, plain, real)?),
+            _ => None,
+        };
+        let (mac, port) = self.cached_neighbour(conn.dest(), real, now, neighbours)?;
+        // Decided: from here on the packet is changed and counted. (The rewrites below cannot
+        // fail on a packet `plain` accepted; should one, the packet is dropped, never handed
+        // half-changed to the general path.)
+        let timeout = timeout_ticks(self.timeouts.of(state));
+        if let Some(c) = self.conns.get_mut(index) {
+            c.set_expires(now.wrapping_add(timeout));
+        }
+        self.count_fast(service, slot, plain.end - plain.l3, true);
+        let data = buf.data_mut();
+        let rewritten = match forward {
+            Forward::Nat => nat_rewrite(data, plain, false, conn.daddr_bytes(), conn.dport()),
+            _ => decrement_ttl(data, plain),
+        };
+        if rewritten.is_none() {
+            return Some(self.drop(DropReason::NoHeadroom));
+        }
+        if let Some(outer) = outer_src {
+            let summary = Summary {
+                has_ethernet: self.config.ethernet,
+                l3: if plain.v6 { L3::Ipv6 } else { L3::Ipv4 },
+                l3_offset: plain.l3,
+                l3_end: plain.end,
+                ..Summary::default()
+            };
+            let header = self.tunnel_header(buf.data(), plain, outer, real);
+            if encapsulate(buf, &summary, &header).is_err() {
+                return Some(self.drop(DropReason::NoHeadroom));
+            }
+        }
+        self.address_frame(buf.data_mut(), mac);
+        Some(Verdict::Transmit { next_hop: real, port })
+    }
+
+    /// Real server → client on an established NAT connection.
+    fn fast_out(
+        &mut self,
+        index: ConnIndex,
+        buf: &mut PacketBuf<'_>,
+        plain: &Plain,
+        now: u32,
+        neighbours: &impl super::Neighbours,
+    ) -> Option<Verdict> {
+        let conn = *self.conns.get(index)?;
+        let state = Self::steady_state(plain, conn.state_index())?;
+        if conn.forward() != Forward::Nat || expired(conn.expires(), now) {
+            return None;
+        }
+        let client = plain.addr(&plain.dst);
+        let neighbour = neighbours.lookup(client)?;
+        let (service, slot) = self.decode(conn.dest());
+        let timeout = timeout_ticks(self.timeouts.of(state));
+        if let Some(c) = self.conns.get_mut(index) {
+            c.clear_no_output();
+            c.set_expires(now.wrapping_add(timeout));
+        }
+        self.count_fast(service, slot, plain.end - plain.l3, false);
+        if nat_rewrite(buf.data_mut(), plain, true, conn.vaddr_bytes(), conn.vport()).is_none() {
+            return Some(self.drop(DropReason::NoHeadroom));
+        }
+        self.address_frame(buf.data_mut(), neighbour.mac);
+        Some(Verdict::Transmit { next_hop: client, port: neighbour.port })
+    }
+
+    /// The outer source of a tunnelled packet, if it can be sent whole (a tunnel source of
+    /// the real server's family, the MTU, headroom); `None` lets the general path answer.
+    fn tunnel_plan(&self, buf: &PacketBuf<'_>, plain: &Plain, real: IpAddr) -> Option<IpAddr> {
+        let (outer, outer_len) = match real {
+            IpAddr::V4(_) => (self.config.tunnel_v4.map(IpAddr::V4)?, 20),
+            IpAddr::V6(_) => (self.config.tunnel_v6.map(IpAddr::V6)?, 40),
+        };
+        let fits = plain.end - plain.l3 + outer_len <= usize::from(self.config.mtu) && buf.headroom() >= outer_len;
+        fits.then_some(outer)
+    }
+
+    /// The outer header for a tunnelled packet whose TTL was already decremented.
+    fn tunnel_header(&mut self, data: &[u8], plain: &Plain, src: IpAddr, dst: IpAddr) -> TunnelHeader {
+        let ip = data.get(plain.l3..).unwrap_or(&[]);
+        let (ttl, tos, dont_frag) = if plain.v6 {
+            let tc = match ip {
+                [a, b, ..] => (a << 4) | (b >> 4),
+                _ => 0,
+            };
+            (ip.get(7).copied().unwrap_or(64), tc, false)
+        } else {
+            (
+                ip.get(8).copied().unwrap_or(64),
+                ip.get(1).copied().unwrap_or(0),
+                ip.get(6).is_some_and(|b| b & 0x40 != 0),
+            )
+        };
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        TunnelHeader { src, dst, ttl, tos, dont_frag, ident: if dont_frag { 0 } else { self.ip_ident } }
+    }
+
+    /// The neighbour for a real server: from the cache while fresh, else from the host.
+    fn cached_neighbour(
+        &mut self,
+        dest: u16,
+        addr: IpAddr,
+        now: u32,
+        neighbours: &impl super::Neighbours,
+    ) -> Option<(MacAddr, u16)> {
+        let key = u32::from(dest) + 1;
+        let entry = self.neighbour_cache.get_mut(usize::from(dest) % NEIGHBOUR_CACHE)?;
+        if entry.dest == key && !expired(entry.until, now) {
+            return Some((entry.mac, entry.port));
+        }
+        let found = neighbours.lookup(addr)?;
+        *entry = CachedNeighbour {
+            dest: key,
+            mac: found.mac,
+            port: found.port,
+            until: now.wrapping_add(NEIGHBOUR_TTL_TICKS),
+        };
+        Some((found.mac, found.port))
+    }
+
+    /// Sets the frame's MAC addresses (nothing for bare IP packets).
+    fn address_frame(&self, data: &mut [u8], to: MacAddr) {
+        if self.config.ethernet
+            && let Some(macs) = data.first_chunk_mut::<12>()
+        {
+            let (dst, src) = macs.split_at_mut(6);
+            dst.copy_from_slice(&to.0);
+            src.copy_from_slice(&self.config.mac.0);
+        }
+    }
+
+    /// IPVS's per-real-server, per-service and global counters for one packet.
+    fn count_fast(&mut self, service: usize, slot: usize, bytes: usize, inbound: bool) {
+        let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()) else {
+            return;
+        };
+        let Some(Some(real)) = svc.reals.get_mut(slot) else { return };
+        if !real.available {
+            return;
+        }
+        if inbound {
+            real.stats.count_in(bytes);
+            svc.stats.count_in(bytes);
+            self.stats.total.count_in(bytes);
+        } else {
+            real.stats.count_out(bytes);
+            svc.stats.count_out(bytes);
+            self.stats.total.count_out(bytes);
+        }
+    }
+}
+
+/// Decrements the TTL (with the IPv4 header checksum) or the hop limit; `plain` proved it is
+/// above 1.
+fn decrement_ttl(data: &mut [u8], plain: &Plain) -> Option<()> {
+    let ip = data.get_mut(plain.l3..)?;
+    if plain.v6 {
+        let hops = ip.get_mut(7)?;
+        *hops = hops.wrapping_sub(1);
+    } else {
+        let head = ip.first_chunk_mut::<20>()?;
+        head[8] = head[8].wrapping_sub(1);
+        let check = u16::from_be_bytes([head[10], head[11]]);
+        // The TTL is the high byte of its 16-bit word: the word drops by 0x0100.
+        [head[10], head[11]] = add_to_checksum(check, u64::from(!0x0100u16)).to_be_bytes();
+    }
+    Some(())
+}
+
+/// `~(~check + delta)` in one's-complement arithmetic; `delta` is a sum of `!old + new` words
+/// of any width (16-bit words summed as 32- or 64-bit ones fold to the same value).
+fn add_to_checksum(check: u16, delta: u64) -> u16 {
+    let mut sum = u64::from(!check) + (delta >> 32) + (delta & 0xFFFF_FFFF);
+    sum = (sum >> 32) + (sum & 0xFFFF_FFFF);
+    sum = (sum >> 16) + (sum & 0xFFFF);
+    sum = (sum >> 16) + (sum & 0xFFFF);
+    !(sum as u16)
+}
+
+/// The one's-complement change from `old` to `new` 4-byte words.
+fn delta32(old: &[u8; 4], new: &[u8; 4]) -> u64 {
+    u64::from(!u32::from_be_bytes(*old)) + u64::from(u32::from_be_bytes(*new))
+}
+
+/// Replaces a 4-byte field with `new` and returns the change.
+fn swap32(field: &mut [u8; 4], new: &[u8; 4]) -> u64 {
+    let d = delta32(field, new);
+    *field = *new;
+    d
+}
+
+/// NAT: replaces one side's address and port (the destination towards a real server, the
+/// source on a reply) and decrements the TTL, with both checksums updated by one delta each.
+/// Every field is reached through fixed-size views taken once, so the offsets are constants.
+fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], port: u16) -> Option<()> {
+    let ip = data.get_mut(plain.l3..plain.end)?;
+    let (mut delta, l4) = if plain.v6 {
+        let (head, l4) = ip.split_first_chunk_mut::<40>()?;
+        head[7] = head[7].wrapping_sub(1);
+        let field = if source { head.get_mut(8..24)? } else { head.get_mut(24..40)? };
+        let mut delta = 0;
+        for (old, new) in field.chunks_exact_mut(4).zip(addr.chunks_exact(4)) {
+            if let (Some(old), Some(new)) = (old.first_chunk_mut::<4>(), new.first_chunk::<4>()) {
+                delta += swap32(old, new);
+            }
+        }
+        (delta, l4)
+    } else {
+        let (head, l4) = ip.split_first_chunk_mut::<20>()?;
+        let field = if source { head.get_mut(12..16)? } else { head.get_mut(16..20)? };
+        let delta = swap32(field.first_chunk_mut::<4>()?, addr.first_chunk::<4>()?);
+        head[8] = head[8].wrapping_sub(1);
+        let check = u16::from_be_bytes([head[10], head[11]]);
+        // The header checksum: the address and the TTL word (down by 0x0100).
+        [head[10], head[11]] = add_to_checksum(check, delta + u64::from(!0x0100u16)).to_be_bytes();
+        (delta, l4)
+    };
+    let ports = l4.first_chunk_mut::<8>()?;
+    let field = if source { ports.first_chunk_mut::<2>()? } else { ports.get_mut(2..)?.first_chunk_mut::<2>()? };
+    let old_port = u16::from_be_bytes(*field);
+    *field = port.to_be_bytes();
+    delta += u64::from(!old_port) + u64::from(port);
+    if plain.proto == 6 {
+        let tcp = l4.first_chunk_mut::<20>()?;
+        let check = u16::from_be_bytes([tcp[16], tcp[17]]);
+        [tcp[16], tcp[17]] = add_to_checksum(check, delta).to_be_bytes();
+    } else {
+        let check = u16::from_be_bytes([ports[6], ports[7]]);
+        // IPv4 UDP without a checksum stays without one; a computed zero is sent as 0xFFFF.
+        if check != 0 || plain.v6 {
+            [ports[6], ports[7]] = checksum::udp_wire(add_to_checksum(check, delta)).to_be_bytes();
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::conn::{ConnTable, Direction, tcp_transition};
+    use crate::engine::{EngineConfig, RealConfig, ServiceConfig, ServiceKey};
+    use crate::wire::{IpProtocol, TcpFlags};
+    use std::format;
+    use std::string::String;
+    use std::vec;
+    use std::vec::Vec;
+
+    #[test]
+    fn segments_the_fast_path_takes_never_move_an_established_connection() {
+        // ACK with any of PSH, URG, ECE, CWR, and without SYN, FIN, RST.
+        for extra in 0..16u8 {
+            let flags = TcpFlags::from_bits_retain(TCP_ACK | (extra & 1) << 3 | (extra >> 1) << 5);
+            for direction in [Direction::Input, Direction::Output, Direction::InputOnly] {
+                for secure in [false, true] {
+                    let next = tcp_transition(ConnState::Established, flags, direction, secure);
+                    assert_eq!(next, ConnState::Established, "{flags:?} {direction:?} secure={secure}");
+                }
+            }
+        }
+    }
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+
+    fn v4(d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, d))
+    }
+
+    fn v6(d: u8) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(d)))
+    }
+
+    /// A frame built by etherparse (an implementation independent of ours).
+    fn frame(src: (IpAddr, u16), dst: (IpAddr, u16), tcp: Option<u8>, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(MAC, [2, 0, 0, 0, 0, 0xd1]);
+        let ip = match (src.0, dst.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => b.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => b.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        match tcp {
+            Some(flags) => {
+                let mut t = ip.tcp(src.1, dst.1, 1000, 64240);
+                if flags & TCP_SYN != 0 {
+                    t = t.syn();
+                }
+                if flags & TCP_ACK != 0 {
+                    t = t.ack(1);
+                }
+                if flags & TCP_FIN != 0 {
+                    t = t.fin();
+                }
+                if flags & TCP_RST != 0 {
+                    t = t.rst();
+                }
+                if flags & 0x08 != 0 {
+                    t = t.psh();
+                }
+                t.write(&mut out, payload).unwrap();
+            }
+            None => ip.udp(src.1, dst.1).write(&mut out, payload).unwrap(),
+        }
+        out
+    }
+
+    type Lab = (vec::Vec<u8>, vec::Vec<crate::engine::ServiceSlot<4>>);
+
+    fn lab() -> Lab {
+        (vec![0u8; ConnTable::footprint(256)], (0..8).map(|_| crate::engine::ServiceSlot::default()).collect())
+    }
+
+    fn engine(lab: &mut Lab) -> Engine<'_, 4> {
+        let table = ConnTable::new(&mut lab.0, 256, 7).unwrap();
+        let config = EngineConfig {
+            tunnel_v4: Some(Ipv4Addr::new(198, 18, 0, 250)),
+            tunnel_v6: Some("2001:db8::250".parse().unwrap()),
+            seed: 3,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(table, &mut lab.1[..], config).unwrap();
+        for (i, (proto, vip, forward)) in SERVICES.iter().enumerate() {
+            let key = ServiceKey::new(*proto, vip(100 + i as u8), 80);
+            e.add_service(key, &ServiceConfig { scheduler: "rr", ..ServiceConfig::default() }).unwrap();
+            for r in 0..2u8 {
+                let addr = vip(10 + 2 * i as u8 + r);
+                let real = RealConfig { addr, port: 8080, forward: *forward, weight: 1, ..RealConfig::default() };
+                e.add_real(&key, &real).unwrap();
+            }
+        }
+        e
+    }
+
+    /// A service of the test: protocol, address family (by constructor), forwarding method.
+    type TestService = (IpProtocol, fn(u8) -> IpAddr, Forward);
+
+    const SERVICES: [TestService; 6] = [
+        (IpProtocol::TCP, v4, Forward::Nat),
+        (IpProtocol::UDP, v4, Forward::Nat),
+        (IpProtocol::TCP, v4, Forward::DirectRoute),
+        (IpProtocol::UDP, v4, Forward::Tunnel),
+        (IpProtocol::TCP, v6, Forward::Nat),
+        (IpProtocol::TCP, v6, Forward::Tunnel),
+    ];
+
+    fn listing(e: &Engine<'_, 4>) -> String {
+        let mut out = format!("{:?}\n", e.stats());
+        for (i, c) in e.connections().iter() {
+            out += &format!("{i} {c:?}\n");
+        }
+        for s in e.services() {
+            out += &format!("{:?} {:?}\n", s.stats, s.reals.iter().flatten().map(|r| r.stats).collect::<Vec<_>>());
+        }
+        out
+    }
+
+    /// Runs one frame through the engine the way `process` does, saying whether the fast path
+    /// decided it.
+    fn run(e: &mut Engine<'_, 4>, frame: &[u8], now: u64) -> (Verdict, bool, Vec<u8>) {
+        let neighbours = |_: IpAddr| Some(MacAddr([2, 0, 0, 0, 0, 9]));
+        let mut storage = vec![0u8; 64 + frame.len() + 64];
+        storage[64..64 + frame.len()].copy_from_slice(frame);
+        let mut buf = PacketBuf::new(&mut storage, 64, frame.len()).unwrap();
+        let fast = plain(buf.data(), true).and_then(|p| e.fast_path(&mut buf, &p, now, &neighbours));
+        let verdict = match fast {
+            Some(v) => v,
+            None => {
+                let summary = e.parse(&buf);
+                e.process_parsed(&mut buf, summary, 0, now, &neighbours)
+            }
+        };
+        (verdict, fast.is_some(), buf.data().to_vec())
+    }
+
+    #[test]
+    fn established_packets_of_every_method_and_family_take_the_fast_path() {
+        let mut l = lab();
+        let mut e = engine(&mut l);
+        for (service, (proto, vip, forward)) in SERVICES.iter().enumerate() {
+            let client = (vip(200), 41000);
+            let to_vip = (vip(100 + service as u8), 80);
+            let tcp = *proto == IpProtocol::TCP;
+            let first = frame(client, to_vip, tcp.then_some(TCP_SYN), b"");
+            let (v, fast, _) = run(&mut e, &first, 0);
+            assert!(matches!(v, Verdict::Transmit { .. }) && !fast, "service {service}: a new connection is general");
+            if tcp {
+                let real =
+                    e.connections().iter().find(|(_, c)| c.client() == client && c.virt() == to_vip).unwrap().1.real();
+                if *forward == Forward::Nat {
+                    run(&mut e, &frame(real, client, Some(TCP_SYN | TCP_ACK), b""), 1);
+                }
+                let (_, fast, _) = run(&mut e, &frame(client, to_vip, Some(TCP_ACK), b""), 2);
+                assert!(!fast, "service {service}: the ACK that establishes is general");
+            }
+            let data = frame(client, to_vip, tcp.then_some(TCP_ACK | 0x08), b"data");
+            let (v, fast, _) = run(&mut e, &data, 3);
+            assert!(matches!(v, Verdict::Transmit { .. }) && fast, "service {service}: established data is fast");
+            if *forward == Forward::Nat {
+                let real =
+                    e.connections().iter().find(|(_, c)| c.client() == client && c.virt() == to_vip).unwrap().1.real();
+                let (v, fast, out) = run(&mut e, &frame(real, client, tcp.then_some(TCP_ACK), b"reply"), 4);
+                assert!(matches!(v, Verdict::Transmit { .. }) && fast, "service {service}: a reply is fast");
+                let reparsed = Summary::from_ethernet(&out).unwrap();
+                assert_eq!(reparsed.src, Some(to_vip.0));
+                assert_eq!(reparsed.ports.map(|p| p.0), Some(80));
+            }
+        }
+        // Not a service's, not a real server's: passed on the fast path.
+        let (v, fast, _) = run(&mut e, &frame((v4(200), 1), (v4(99), 80), Some(TCP_SYN), b""), 5);
+        assert_eq!((v, fast), (Verdict::Pass, true));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The fast path decides exactly as the general path: the same verdicts, bytes,
+        /// counters and connection entries, over random conversations on NAT, DR and TUN
+        /// services (IPv4, IPv6, TCP, UDP), replies from real servers, strangers, and time.
+        #[test]
+        fn the_fast_path_and_the_general_path_agree(
+            events in proptest::collection::vec((0usize..6, 0u16..4, 0u8..7, 0u64..40_000), 1..120),
+        ) {
+            let neighbours = |a: IpAddr| (a != v4(13)).then_some(MacAddr([2, 0, 0, 0, 0, 9]));
+            let (mut la, mut lb) = (lab(), lab());
+            let (mut fast, mut general) = (engine(&mut la), engine(&mut lb));
+            let mut now = 0u64;
+            for (service, client, kind, step) in events {
+                now += step;
+                let (proto, vip, _) = SERVICES[service];
+                let client = (vip(200), 40000 + client);
+                let tcp = |flags| (proto == IpProtocol::TCP).then_some(flags);
+                let frame = match kind {
+                    0 => frame(client, (vip(100 + service as u8), 80), tcp(TCP_SYN), &[]),
+                    1 | 2 => frame(client, (vip(100 + service as u8), 80), tcp(TCP_ACK | 0x08), b"GET / HTTP/1.0\r\n\r\n"),
+                    3 => frame(client, (vip(100 + service as u8), 80), tcp(TCP_FIN | TCP_ACK), &[]),
+                    4 => frame(client, (vip(99), 80), tcp(TCP_ACK), b"stranger"),
+                    _ => {
+                        // A reply from the real server the connection went to (if any).
+                        let real = fast
+                            .connections()
+                            .iter()
+                            .find(|(_, c)| c.client() == client && c.proto() == proto && !c.is_template())
+                            .map_or((vip(10), 8080), |(_, c)| c.real());
+                        let flags = if kind == 5 { TCP_ACK } else { TCP_SYN | TCP_ACK };
+                        frame(real, client, tcp(flags), b"HTTP/1.0 200 OK\r\n")
+                    }
+                };
+                let mut sa = vec![0u8; 64 + frame.len() + 64];
+                let mut sb = sa.clone();
+                sa[64..64 + frame.len()].copy_from_slice(&frame);
+                sb[64..64 + frame.len()].copy_from_slice(&frame);
+                let mut a = PacketBuf::new(&mut sa, 64, frame.len()).unwrap();
+                let mut b = PacketBuf::new(&mut sb, 64, frame.len()).unwrap();
+                let va = fast.process(&mut a, now, &neighbours);
+                let summary = general.parse(&b);
+                let vb = general.process_parsed(&mut b, summary, 0, now, &neighbours);
+                proptest::prop_assert_eq!(va, vb);
+                proptest::prop_assert_eq!(a.data(), b.data());
+                proptest::prop_assert_eq!(listing(&fast), listing(&general));
+            }
+        }
+    }
+}
