@@ -127,3 +127,5 @@ pub fn tcp_frame(
     f[50..52].copy_from_slice(&ck.to_be_bytes());
     f
 }
+
+pub mod lab;
