@@ -315,8 +315,14 @@ pub enum MemoryError {
 pub(crate) struct RawKey {
     pub(crate) proto: u8,
     pub(crate) v6: bool,
-    pub(crate) caddr: [u8; 16],
+    /// The stored address bytes read as a little-endian number (a register, not an array).
+    pub(crate) caddr: u128,
     pub(crate) cport: u16,
+}
+
+/// Stored address bytes as the number [`RawKey`] and the fast path use.
+pub(crate) fn addr_word(bytes: &[u8; 16]) -> u128 {
+    u128::from_le_bytes(*bytes)
 }
 
 /// Where a connection lives: its index in the entry array (stable while it lives).
@@ -544,8 +550,12 @@ impl<M: TableMemory> Table<M> {
     /// secret words, the second over the first's result, so that every input bit reaches every
     /// output bit and nothing about the key words' linear structure survives.
     fn hash(&self, proto: u8, addr: &[u8; 16], port: u16) -> u64 {
-        let w0 = u64::from_le_bytes(addr.first_chunk::<8>().copied().unwrap_or_default());
-        let w1 = u64::from_le_bytes(addr.last_chunk::<8>().copied().unwrap_or_default());
+        self.hash_word(proto, addr_word(addr), port)
+    }
+
+    /// [`Table::hash`] of an address read as a number.
+    fn hash_word(&self, proto: u8, addr: u128, port: u16) -> u64 {
+        let (w0, w1) = (addr as u64, (addr >> 64) as u64);
         let w2 = (u64::from(proto) << 16) | u64::from(port);
         let [k0, k1, k2, k3] = self.key;
         fold_mul(fold_mul(w0 ^ k0, w1 ^ k1) ^ k2, w2 ^ k3)
@@ -555,15 +565,20 @@ impl<M: TableMemory> Table<M> {
     /// (bits 0–31 and 32–63; tables have at most 2^29 buckets), the tag from a multiplication
     /// of the whole hash, so that neither bucket predicts the other or the tag.
     fn place(&self, h: u64) -> (usize, usize, u16) {
-        let mask = self.mask as u64;
-        let b1 = (h & mask) as usize;
-        let mut b2 = ((h >> 32) & mask) as usize;
-        if b2 == b1 {
-            b2 = b1 ^ 1;
-            b2 &= self.mask;
-        }
-        let tag = ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16) | 1;
-        (b1, b2, tag)
+        let (b1, tag) = self.first_choice(h);
+        (b1, self.second_choice(h, b1), tag)
+    }
+
+    /// The first bucket and the tag (all a lookup needs unless the bucket has displaced
+    /// entries).
+    fn first_choice(&self, h: u64) -> (usize, u16) {
+        ((h as usize) & self.mask, ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16) | 1)
+    }
+
+    /// The second bucket, never the first.
+    fn second_choice(&self, h: u64, b1: usize) -> usize {
+        let b2 = ((h >> 32) as usize) & self.mask;
+        if b2 == b1 { (b1 ^ 1) & self.mask } else { b2 }
     }
 
     /// Finds the entry whose key satisfies `matches`, among the entries hashed under
@@ -574,7 +589,7 @@ impl<M: TableMemory> Table<M> {
 
     /// As [`Table::find`], for a key hashed already.
     fn find_hashed(&self, h: u64, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
-        let (b1, b2, tag) = self.place(h);
+        let (b1, tag) = self.first_choice(h);
         let first = self.mem.buckets().get(b1)?;
         if let Some(i) = self.scan(first, tag, &matches) {
             return Some(i);
@@ -582,7 +597,7 @@ impl<M: TableMemory> Table<M> {
         if first.displaced == 0 {
             return None;
         }
-        self.scan(self.mem.buckets().get(b2)?, tag, &matches)
+        self.scan(self.mem.buckets().get(self.second_choice(h, b1))?, tag, &matches)
     }
 
     /// The entry of `bucket` with this tag whose key satisfies `matches`. The eight tags are
@@ -608,13 +623,13 @@ impl<M: TableMemory> Table<M> {
     /// `unsafe`, which this crate forbids; on an out-of-order CPU independent loads overlap
     /// their misses the same way.)
     pub fn warm(&self, proto: IpProtocol, addr: IpAddr, port: u16) -> u64 {
-        self.warm_raw(&RawKey { proto: proto.0, v6: addr.is_ipv6(), caddr: octets(addr), cport: port })
+        self.warm_raw(&RawKey { proto: proto.0, v6: addr.is_ipv6(), caddr: addr_word(&octets(addr)), cport: port })
     }
 
     /// The second stage of a burst: loads the entries whose tags match in the bucket that
     /// [`Table::warm`] loaded (its line is in cache by now), so that their misses overlap too.
     pub fn warm_entry(&self, h: u64) {
-        let (b1, _, tag) = self.place(h);
+        let (b1, tag) = self.first_choice(h);
         let Some(bucket) = self.mem.buckets().get(b1) else { return };
         let mut hits = tag_hits(bucket, tag);
         while hits != 0 {
@@ -632,19 +647,21 @@ impl<M: TableMemory> Table<M> {
     /// to this virtual address and port.
     #[must_use]
     pub fn lookup_in(&self, proto: IpProtocol, client: (IpAddr, u16), virt: (IpAddr, u16)) -> Option<ConnIndex> {
-        let key = RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: octets(client.0), cport: client.1 };
-        self.lookup_in_raw(&key, &octets(virt.0), virt.1)
+        let key =
+            RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: addr_word(&octets(client.0)), cport: client.1 };
+        self.lookup_in_raw(&key, addr_word(&octets(virt.0)), virt.1)
     }
 
     /// [`Table::lookup_in`] on addresses as stored (IPv4 in the first four bytes).
-    pub(crate) fn lookup_in_raw(&self, key: &RawKey, vaddr: &[u8; 16], vport: u16) -> Option<ConnIndex> {
-        self.find(key.proto, &key.caddr, key.cport, |c| {
-            c.flags & (F_TEMPLATE | F_V6) == if key.v6 { F_V6 } else { 0 }
+    pub(crate) fn lookup_in_raw(&self, key: &RawKey, vaddr: u128, vport: u16) -> Option<ConnIndex> {
+        let flags = if key.v6 { F_USED | F_V6 } else { F_USED };
+        self.find_hashed(self.hash_word(key.proto, key.caddr, key.cport), |c| {
+            c.flags & (F_USED | F_TEMPLATE | F_V6) == flags
                 && c.proto == key.proto
                 && c.cport == key.cport
                 && c.vport == vport
-                && c.caddr == key.caddr
-                && c.vaddr == *vaddr
+                && addr_word(&c.caddr) == key.caddr
+                && addr_word(&c.vaddr) == vaddr
         })
     }
 
@@ -685,29 +702,31 @@ impl<M: TableMemory> Table<M> {
     /// only sees when they are its own) from the virtual ones.
     #[must_use]
     pub fn lookup_out(&self, proto: IpProtocol, from: (IpAddr, u16), client: (IpAddr, u16)) -> Option<ConnIndex> {
-        let key = RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: octets(client.0), cport: client.1 };
-        self.lookup_out_raw(&key, &octets(from.0), from.1)
+        let key =
+            RawKey { proto: proto.0, v6: client.0.is_ipv6(), caddr: addr_word(&octets(client.0)), cport: client.1 };
+        self.lookup_out_raw(&key, addr_word(&octets(from.0)), from.1)
     }
 
     /// [`Table::lookup_out`] on addresses as stored (IPv4 in the first four bytes).
-    pub(crate) fn lookup_out_raw(&self, key: &RawKey, faddr: &[u8; 16], fport: u16) -> Option<ConnIndex> {
-        self.find(key.proto, &key.caddr, key.cport, |c| {
+    pub(crate) fn lookup_out_raw(&self, key: &RawKey, faddr: u128, fport: u16) -> Option<ConnIndex> {
+        let flags = if key.v6 { F_USED | F_V6 } else { F_USED };
+        self.find_hashed(self.hash_word(key.proto, key.caddr, key.cport), |c| {
             let source_ok = match c.forward() {
-                Forward::Nat => c.dport == fport && c.daddr == *faddr,
-                _ => c.vport == fport && c.vaddr == *faddr,
+                Forward::Nat => c.dport == fport && addr_word(&c.daddr) == faddr,
+                _ => c.vport == fport && addr_word(&c.vaddr) == faddr,
             };
-            c.flags & (F_TEMPLATE | F_V6) == if key.v6 { F_V6 } else { 0 }
+            c.flags & (F_USED | F_TEMPLATE | F_V6) == flags
                 && c.proto == key.proto
                 && c.cport == key.cport
-                && c.caddr == key.caddr
+                && addr_word(&c.caddr) == key.caddr
                 && source_ok
         })
     }
 
     /// The hash [`Table::warm`] computes, for a key as stored.
     pub(crate) fn warm_raw(&self, key: &RawKey) -> u64 {
-        let h = self.hash(key.proto, &key.caddr, key.cport);
-        let (b1, _, _) = self.place(h);
+        let h = self.hash_word(key.proto, key.caddr, key.cport);
+        let (b1, _) = self.first_choice(h);
         if let Some(bucket) = self.mem.buckets().get(b1) {
             core::hint::black_box(bucket.tags.first().copied());
         }
@@ -929,11 +948,16 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 /// A word with the top bit of lane `i` (16 bits per way) set where way `i`'s tag may equal
 /// `tag` (the classic "has zero lane" test on the XOR; a set lane is confirmed by the caller).
 fn tag_hits(bucket: &Bucket, tag: u16) -> u128 {
-    const LOW: u128 = 0x0001_0001_0001_0001_0001_0001_0001_0001;
-    const HIGH: u128 = LOW << 15;
+    const LOW: u64 = 0x0001_0001_0001_0001;
+    const HIGH: u64 = LOW << 15;
     let lanes = u128::from_le_bytes(zerocopy::transmute!(bucket.tags.map(u16::to_le)));
-    let x = lanes ^ (LOW * u128::from(tag));
-    x.wrapping_sub(LOW) & !x & HIGH
+    let wanted = LOW * u64::from(tag);
+    // Two 64-bit halves (four ways each): no borrow crosses from one half into the other.
+    let half = |x: u64| {
+        let x = x ^ wanted;
+        x.wrapping_sub(LOW) & !x & HIGH
+    };
+    u128::from(half(lanes as u64)) | (u128::from(half((lanes >> 64) as u64)) << 64)
 }
 
 /// Cache-line-aligned memory of `N` bytes for Rust users who want the table in a `static` or

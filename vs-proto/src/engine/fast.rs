@@ -16,7 +16,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{DropReason, Engine, ServiceSlot, Verdict, expired, ticks, timeout_ticks};
-use crate::conn::table::RawKey;
+use crate::conn::table::{RawKey, addr_word};
 use crate::conn::{ConnIndex, ConnState, Forward, TableMemory};
 use crate::wire::{Checksum, L3, MacAddr, PacketBuf, Summary, TunnelHeader, checksum, encapsulate};
 
@@ -33,9 +33,10 @@ pub(super) struct Plain {
     proto: u8,
     /// The TCP flags byte (0 for UDP).
     flags: u8,
-    /// Source and destination addresses as stored in the table (IPv4 in the first 4 bytes).
-    src: [u8; 16],
-    dst: [u8; 16],
+    /// Source and destination addresses in the table's form (IPv4 in the first 4 bytes),
+    /// read as little-endian numbers.
+    src: u128,
+    dst: u128,
     sport: u16,
     dport: u16,
 }
@@ -45,71 +46,79 @@ const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
-fn be16(data: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(*data.get(at..)?.first_chunk::<2>()?))
+/// An IPv4 address's 4 bytes in the table's form.
+fn v4_word(bytes: [u8; 4]) -> u128 {
+    u128::from(u32::from_le_bytes(bytes))
 }
 
 /// Reads a plain packet: Ethernet without VLAN tags (or bare IP), IPv4 without options or
 /// IPv6 without extension headers, not a fragment, TTL above 1, a whole TCP or UDP header
-/// within the packet. `None` for everything else (the general path takes it).
+/// within the packet. `None` for everything else (the general path takes it). Fixed-size views
+/// are taken once, so the fields are read at constant offsets.
 pub(super) fn plain(data: &[u8], ethernet: bool) -> Option<Plain> {
     let l3 = if ethernet {
-        match be16(data, 12)? {
-            0x0800 | 0x86DD => 14,
+        let eth = data.first_chunk::<14>()?;
+        match [eth[12], eth[13]] {
+            [0x08, 0x00] | [0x86, 0xDD] => 14,
             _ => return None,
         }
     } else {
         0
     };
     let ip = data.get(l3..)?;
-    let (v6, l4, end, proto) = match *ip.first()? {
-        0x45 => {
-            let total = usize::from(be16(ip, 2)?);
-            let fragment = be16(ip, 6)? & 0x3FFF;
-            let (ttl, proto) = (*ip.get(8)?, *ip.get(9)?);
-            if total > ip.len() || fragment != 0 || ttl <= 1 {
-                return None;
-            }
-            (false, l3 + 20, l3 + total, proto)
+    let (v6, header_len, total, proto, src, dst) = if let Some(h) = ip.first_chunk::<20>()
+        && h[0] == 0x45
+    {
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        // Not a fragment (offset 0, no MF), TTL above 1.
+        if (h[6] & 0x3F) | h[7] != 0 || h[8] <= 1 {
+            return None;
         }
-        b if b >> 4 == 6 => {
-            let total = 40 + usize::from(be16(ip, 4)?);
-            let (proto, hops) = (*ip.get(6)?, *ip.get(7)?);
-            if total > ip.len() || hops <= 1 {
-                return None;
-            }
-            (true, l3 + 40, l3 + total, proto)
+        (false, 20, total, h[9], v4_word([h[12], h[13], h[14], h[15]]), v4_word([h[16], h[17], h[18], h[19]]))
+    } else {
+        let h = ip.first_chunk::<40>()?;
+        if h[0] >> 4 != 6 || h[7] <= 1 {
+            return None;
         }
-        _ => return None,
+        let total = 40 + usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let word = |at: usize| ip.get(at..).and_then(|b| b.first_chunk::<16>()).map(|b| u128::from_le_bytes(*b));
+        (true, 40, total, h[6], word(8)?, word(24)?)
     };
-    let segment = end.checked_sub(l4)?;
-    let header = data.get(l4..end)?;
+    if total > ip.len() {
+        return None;
+    }
+    let segment = ip.get(header_len..total)?;
     let flags = match proto {
         6 => {
-            let offset = usize::from(*header.get(12)? >> 4) * 4;
-            if segment < 20 || offset < 20 || offset > segment {
+            let tcp = segment.first_chunk::<20>()?;
+            let offset = usize::from(tcp[12] >> 4) * 4;
+            if offset < 20 || offset > segment.len() {
                 return None;
             }
-            *header.get(13)?
+            tcp[13]
         }
         17 => {
-            let length = usize::from(be16(header, 4)?);
-            if length < 8 || length > segment {
+            let udp = segment.first_chunk::<8>()?;
+            let length = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+            if length < 8 || length > segment.len() {
                 return None;
             }
             0
         }
         _ => return None,
     };
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    if v6 {
-        src = *ip.get(8..)?.first_chunk::<16>()?;
-        dst = *ip.get(24..)?.first_chunk::<16>()?;
-    } else {
-        src.get_mut(..4)?.copy_from_slice(ip.get(12..16)?);
-        dst.get_mut(..4)?.copy_from_slice(ip.get(16..20)?);
-    }
-    Some(Plain { l3, v6, end, proto, flags, src, dst, sport: be16(header, 0)?, dport: be16(header, 2)? })
+    let ports = segment.first_chunk::<4>()?;
+    Some(Plain {
+        l3,
+        v6,
+        end: l3 + total,
+        proto,
+        flags,
+        src,
+        dst,
+        sport: u16::from_be_bytes([ports[0], ports[1]]),
+        dport: u16::from_be_bytes([ports[2], ports[3]]),
+    })
 }
 
 impl Plain {
@@ -123,24 +132,19 @@ impl Plain {
         RawKey { proto: self.proto, v6: self.v6, caddr: self.dst, cport: self.dport }
     }
 
+    /// The destination address.
+    fn dst_addr(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(Ipv6Addr::from(self.dst.to_le_bytes()))
+        } else {
+            IpAddr::V4(Ipv4Addr::from((self.dst as u32).to_le_bytes()))
+        }
+    }
+
     /// True for a segment that cannot move an established connection's state: ACK without
     /// SYN, FIN or RST (or any UDP datagram).
     fn keeps_state(&self) -> bool {
         self.proto == 17 || self.flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK
-    }
-
-    fn addr(&self, bytes: &[u8; 16]) -> IpAddr {
-        stored_addr(bytes, self.v6)
-    }
-}
-
-/// An address as the table stores it.
-fn stored_addr(bytes: &[u8; 16], v6: bool) -> IpAddr {
-    if v6 {
-        IpAddr::V6(Ipv6Addr::from(*bytes))
-    } else {
-        let [a, b, c, d, ..] = *bytes;
-        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
     }
 }
 
@@ -157,20 +161,19 @@ impl Default for AddrFilter {
 }
 
 impl AddrFilter {
-    fn bit(addr: &[u8; 16]) -> usize {
-        let w0 = u64::from_le_bytes(addr.first_chunk::<8>().copied().unwrap_or_default());
-        let w1 = u64::from_le_bytes(addr.last_chunk::<8>().copied().unwrap_or_default());
+    fn bit(addr: u128) -> usize {
+        let (w0, w1) = (addr as u64, (addr >> 64) as u64);
         ((w0 ^ w1.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize
     }
 
     pub(super) fn add(&mut self, addr: IpAddr) {
-        let bit = Self::bit(&stored(addr));
+        let bit = Self::bit(addr_word(&stored(addr)));
         if let Some(word) = self.0.get_mut(bit / 64) {
             *word |= 1 << (bit % 64);
         }
     }
 
-    fn may_hold(&self, addr: &[u8; 16]) -> bool {
+    fn may_hold(&self, addr: u128) -> bool {
         let bit = Self::bit(addr);
         self.0.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
     }
@@ -249,7 +252,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     /// Whether a packet may be client → service (its destination may be a virtual address)
     /// and whether it may be a reply (its source may be a real server).
     pub(super) fn directions(&self, plain: &Plain) -> (bool, bool) {
-        (self.filters.any_fwmark || self.filters.vips.may_hold(&plain.dst), self.filters.reals.may_hold(&plain.src))
+        (self.filters.any_fwmark || self.filters.vips.may_hold(plain.dst), self.filters.reals.may_hold(plain.src))
     }
 
     /// The fast path for one packet; `None` hands it, unchanged, to the general path.
@@ -273,10 +276,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             return None;
         }
         let now = ticks(now_ms);
-        if to_vip && let Some(index) = self.conns.lookup_in_raw(&plain.source_key(), &plain.dst, plain.dport) {
+        if to_vip && let Some(index) = self.conns.lookup_in_raw(&plain.source_key(), plain.dst, plain.dport) {
             return self.fast_in(index, buf, plain, now, neighbours);
         }
-        if from_real && let Some(index) = self.conns.lookup_out_raw(&plain.destination_key(), &plain.src, plain.sport) {
+        if from_real && let Some(index) = self.conns.lookup_out_raw(&plain.destination_key(), plain.src, plain.sport) {
             return self.fast_out(index, buf, plain, now, neighbours);
         }
         None
@@ -297,35 +300,40 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now: u32,
         neighbours: &impl super::Neighbours,
     ) -> Option<Verdict> {
-        let conn = *self.conns.get(index)?;
+        let conn = self.conns.get(index)?;
         let state = Self::steady_state(plain, conn.state_index())?;
         if expired(conn.expires(), now) {
             return None;
         }
-        let (service, slot) = self.decode(conn.dest());
-        self.real(service, slot).filter(|r| r.available)?;
+        let (dest, forward, real, real_addr, real_port) =
+            (conn.dest(), conn.forward(), conn.real().0, *conn.daddr_bytes(), conn.dport());
+        let (service, slot) = self.decode(dest);
         if plain.proto == 17 && self.config.expire_nodest_conn && self.weight_of(service, slot) == Some(0) {
             // A datagram to a quiesced server reschedules (the general path does that).
             return None;
         }
-        let real = conn.real().0;
-        let forward = conn.forward();
         let outer_src = match forward {
             Forward::Tunnel => Some(self.tunnel_plan(buf, plain, real)?),
             _ => None,
         };
-        let (mac, port) = self.cached_neighbour(conn.dest(), real, now, neighbours)?;
+        let (mac, port) = self.cached_neighbour(dest, real, now, neighbours)?;
+        // The server must be available; its counters move with the decision.
+        let bytes = plain.end - plain.l3;
+        let svc = self.services.as_mut().get_mut(service)?.0.as_mut()?;
+        let server = svc.reals.get_mut(slot)?.as_mut().filter(|r| r.available)?;
         // Decided: from here on the packet is changed and counted. (The rewrites below cannot
         // fail on a packet `plain` accepted; should one, the packet is dropped, never handed
         // half-changed to the general path.)
+        server.stats.count_in(bytes);
+        svc.stats.count_in(bytes);
+        self.stats.total.count_in(bytes);
         let timeout = timeout_ticks(self.timeouts.of(state));
         if let Some(c) = self.conns.get_mut(index) {
             c.set_expires(now.wrapping_add(timeout));
         }
-        self.count_fast(service, slot, plain.end - plain.l3, true);
         let data = buf.data_mut();
         let rewritten = match forward {
-            Forward::Nat => nat_rewrite(data, plain, false, conn.daddr_bytes(), conn.dport()),
+            Forward::Nat => nat_rewrite(data, plain, false, &real_addr, real_port),
             _ => decrement_ttl(data, plain),
         };
         if rewritten.is_none() {
@@ -357,21 +365,22 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now: u32,
         neighbours: &impl super::Neighbours,
     ) -> Option<Verdict> {
-        let conn = *self.conns.get(index)?;
+        let conn = self.conns.get(index)?;
         let state = Self::steady_state(plain, conn.state_index())?;
         if conn.forward() != Forward::Nat || expired(conn.expires(), now) {
             return None;
         }
-        let client = plain.addr(&plain.dst);
+        let (dest, virt_addr, virt_port) = (conn.dest(), *conn.vaddr_bytes(), conn.vport());
+        let client = plain.dst_addr();
         let neighbour = neighbours.lookup(client)?;
-        let (service, slot) = self.decode(conn.dest());
+        let (service, slot) = self.decode(dest);
         let timeout = timeout_ticks(self.timeouts.of(state));
         if let Some(c) = self.conns.get_mut(index) {
             c.clear_no_output();
             c.set_expires(now.wrapping_add(timeout));
         }
         self.count_fast(service, slot, plain.end - plain.l3, false);
-        if nat_rewrite(buf.data_mut(), plain, true, conn.vaddr_bytes(), conn.vport()).is_none() {
+        if nat_rewrite(buf.data_mut(), plain, true, &virt_addr, virt_port).is_none() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
         self.address_frame(buf.data_mut(), neighbour.mac);
