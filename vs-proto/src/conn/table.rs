@@ -554,6 +554,7 @@ impl<M: TableMemory> Table<M> {
     }
 
     /// [`Table::hash`] of an address read as a number.
+    #[inline(always)]
     fn hash_word(&self, proto: u8, addr: u128, port: u16) -> u64 {
         let (w0, w1) = (addr as u64, (addr >> 64) as u64);
         let w2 = (u64::from(proto) << 16) | u64::from(port);
@@ -571,6 +572,7 @@ impl<M: TableMemory> Table<M> {
 
     /// The first bucket and the tag (all a lookup needs unless the bucket has displaced
     /// entries).
+    #[inline(always)]
     fn first_choice(&self, h: u64) -> (usize, u16) {
         ((h as usize) & self.mask, ((h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16) | 1)
     }
@@ -588,6 +590,7 @@ impl<M: TableMemory> Table<M> {
     }
 
     /// As [`Table::find`], for a key hashed already.
+    #[inline(always)]
     fn find_hashed(&self, h: u64, matches: impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
         let (b1, tag) = self.first_choice(h);
         let first = self.mem.buckets().get(b1)?;
@@ -602,6 +605,7 @@ impl<M: TableMemory> Table<M> {
 
     /// The entry of `bucket` with this tag whose key satisfies `matches`. The eight tags are
     /// compared at once as lanes of one 128-bit word (a lane is zero where the tag matches).
+    #[inline(always)]
     fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
         let mut hits = tag_hits(bucket, tag);
         while hits != 0 {
@@ -643,6 +647,46 @@ impl<M: TableMemory> Table<M> {
         }
     }
 
+    /// The hash of a key as stored. (Burst passes use 0 for "no key"; a key whose hash is 0,
+    /// one in 2^64, is then only not loaded ahead.)
+    pub(crate) fn key_hash(&self, key: &RawKey) -> u64 {
+        self.hash_word(key.proto, key.caddr, key.cport)
+    }
+
+    /// Loads the first bucket of every hash (0: skipped) in a loop of a few instructions
+    /// each, so that all the misses are in flight at once: an out-of-order core holds a few
+    /// hundred instructions, which a loop that also parsed and hashed would fill after a
+    /// handful of packets.
+    pub(crate) fn touch_buckets(&self, hashes: &[u64]) {
+        let buckets = self.mem.buckets();
+        let mut sum = 0u32;
+        for &h in hashes.iter().filter(|h| **h != 0) {
+            sum = sum.wrapping_add(buckets.get(self.first_choice(h).0).map_or(0, |b| b.displaced));
+        }
+        core::hint::black_box(sum);
+    }
+
+    /// The second pass: loads the entry each hash's tag points at in its (now cached) first
+    /// bucket.
+    pub(crate) fn touch_entries(&self, hashes: &[u64]) {
+        let mut slots = [NO_SLOT; 64];
+        for (slot, &h) in slots.iter_mut().zip(hashes).filter(|(_, h)| **h != 0) {
+            let (b1, tag) = self.first_choice(h);
+            if let Some(bucket) = self.mem.buckets().get(b1) {
+                let hits = tag_hits(bucket, tag);
+                if hits != 0 {
+                    *slot = bucket.slots.get((hits.trailing_zeros() / 16) as usize).copied().unwrap_or(NO_SLOT);
+                }
+            }
+        }
+        let conns = self.mem.conns();
+        let mut sum = 0u16;
+        for &slot in slots.iter().take(hashes.len()) {
+            sum = sum.wrapping_add(conns.get(slot as usize).map_or(0, |c| c.flags));
+        }
+        core::hint::black_box(sum);
+    }
+
     /// In-lookup (client → virtual service): the connection (not a template) of this client
     /// to this virtual address and port.
     #[must_use]
@@ -653,6 +697,7 @@ impl<M: TableMemory> Table<M> {
     }
 
     /// [`Table::lookup_in`] on addresses as stored (IPv4 in the first four bytes).
+    #[inline(always)]
     pub(crate) fn lookup_in_raw(&self, key: &RawKey, vaddr: u128, vport: u16) -> Option<ConnIndex> {
         let flags = if key.v6 { F_USED | F_V6 } else { F_USED };
         self.find_hashed(self.hash_word(key.proto, key.caddr, key.cport), |c| {
@@ -708,6 +753,7 @@ impl<M: TableMemory> Table<M> {
     }
 
     /// [`Table::lookup_out`] on addresses as stored (IPv4 in the first four bytes).
+    #[inline(always)]
     pub(crate) fn lookup_out_raw(&self, key: &RawKey, faddr: u128, fport: u16) -> Option<ConnIndex> {
         let flags = if key.v6 { F_USED | F_V6 } else { F_USED };
         self.find_hashed(self.hash_word(key.proto, key.caddr, key.cport), |c| {
@@ -947,6 +993,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 
 /// A word with the top bit of lane `i` (16 bits per way) set where way `i`'s tag may equal
 /// `tag` (the classic "has zero lane" test on the XOR; a set lane is confirmed by the caller).
+#[inline(always)]
 fn tag_hits(bucket: &Bucket, tag: u16) -> u128 {
     const LOW: u64 = 0x0001_0001_0001_0001;
     const HIGH: u64 = LOW << 15;

@@ -55,6 +55,7 @@ fn v4_word(bytes: [u8; 4]) -> u128 {
 /// IPv6 without extension headers, not a fragment, TTL above 1, a whole TCP or UDP header
 /// within the packet. `None` for everything else (the general path takes it). Fixed-size views
 /// are taken once, so the fields are read at constant offsets.
+#[inline(always)]
 pub(super) fn plain(data: &[u8], ethernet: bool) -> Option<Plain> {
     let l3 = if ethernet {
         let eth = data.first_chunk::<14>()?;
@@ -493,8 +494,11 @@ fn decrement_ttl(data: &mut [u8], plain: &Plain) -> Option<()> {
 /// `~(~check + delta)` in one's-complement arithmetic; `delta` is a sum of `!old + new` words
 /// of any width (16-bit words summed as 32- or 64-bit ones fold to the same value).
 fn add_to_checksum(check: u16, delta: u64) -> u16 {
-    let mut sum = u64::from(!check) + (delta >> 32) + (delta & 0xFFFF_FFFF);
+    // `delta` is a sum of at most a dozen 32-bit words (below 2^36): two folds of 32 bits then
+    // two of 16 bring it to 16 bits with every carry added back.
+    let mut sum = u64::from(!check) + delta;
     sum = (sum >> 32) + (sum & 0xFFFF_FFFF);
+    sum = (sum >> 16) + (sum & 0xFFFF);
     sum = (sum >> 16) + (sum & 0xFFFF);
     sum = (sum >> 16) + (sum & 0xFFFF);
     !(sum as u16)
@@ -515,6 +519,7 @@ fn swap32(field: &mut [u8; 4], new: &[u8; 4]) -> u64 {
 /// NAT: replaces one side's address and port (the destination towards a real server, the
 /// source on a reply) and decrements the TTL, with both checksums updated by one delta each.
 /// Every field is reached through fixed-size views taken once, so the offsets are constants.
+#[inline(always)]
 fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], port: u16) -> Option<()> {
     let ip = data.get_mut(plain.l3..plain.end)?;
     let (mut delta, l4) = if plain.v6 {

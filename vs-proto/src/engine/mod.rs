@@ -442,24 +442,25 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         while done < n {
             let end = (done + CHUNK).min(n);
             let chunk = packets.get_mut(done..end).unwrap_or_default();
-            let mut hashes = [(0u64, 0u64); CHUNK];
-            for (hash, buf) in hashes.iter_mut().zip(chunk.iter()) {
-                if let Some(plain) = fast::plain(buf.data(), self.config.ethernet) {
-                    // The client's key: in-lookups hash the source, out-lookups the destination.
+            // In-lookups hash the client as source, out-lookups as destination: a packet may
+            // need either (the address filters say which), so each has two hash slots.
+            let mut hashes = [0u64; 2 * CHUNK];
+            for (pair, buf) in hashes.chunks_exact_mut(2).zip(chunk.iter()) {
+                if let Some(plain) = fast::plain(buf.data(), self.config.ethernet)
+                    && let [h_in, h_out] = pair
+                {
                     let (to_vip, from_real) = self.directions(&plain);
                     if to_vip {
-                        hash.0 = self.conns.warm_raw(&plain.source_key());
+                        *h_in = self.conns.key_hash(&plain.source_key());
                     }
                     if from_real {
-                        hash.1 = self.conns.warm_raw(&plain.destination_key());
+                        *h_out = self.conns.key_hash(&plain.destination_key());
                     }
                 }
             }
-            for &(h_in, h_out) in hashes.iter().take(chunk.len()) {
-                for h in [h_in, h_out].into_iter().filter(|h| *h != 0) {
-                    self.conns.warm_entry(h);
-                }
-            }
+            let hashes = hashes.get(..2 * chunk.len()).unwrap_or_default();
+            self.conns.touch_buckets(hashes);
+            self.conns.touch_entries(hashes);
             for (buf, verdict) in chunk.iter_mut().zip(verdicts.get_mut(done..end).unwrap_or_default()) {
                 *verdict = self.process_marked(buf, 0, now_ms, neighbours);
             }
