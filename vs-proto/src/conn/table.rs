@@ -603,7 +603,8 @@ impl<M: TableMemory> Table<M> {
         self.scan(self.mem.buckets().get(self.second_choice(h, b1))?, tag, &matches)
     }
 
-    /// The entry of `bucket` with this tag whose key satisfies `matches`. The eight tags are
+    /// The entry of `bucket` with this tag whose key satisfies `matches` (which must check
+    /// that the entry is in use). The eight tags are
     /// compared at once as lanes of one 128-bit word (a lane is zero where the tag matches).
     #[inline(always)]
     fn scan(&self, bucket: &Bucket, tag: u16, matches: &impl Fn(&Conn) -> bool) -> Option<ConnIndex> {
@@ -612,9 +613,7 @@ impl<M: TableMemory> Table<M> {
             let way = (hits.trailing_zeros() / 16) as usize;
             hits &= hits - 1;
             let slot = *bucket.slots.get(way)?;
-            if bucket.tags.get(way) == Some(&tag)
-                && self.mem.conns().get(slot as usize).is_some_and(|c| c.is_used() && matches(c))
-            {
+            if bucket.tags.get(way) == Some(&tag) && self.mem.conns().get(slot as usize).is_some_and(matches) {
                 return Some(slot);
             }
         }
@@ -717,7 +716,8 @@ impl<M: TableMemory> Table<M> {
         let (caddr, vaddr) = (octets(client_net), octets(virt.0));
         let v6 = client_net.is_ipv6();
         self.find(proto.0, &caddr, 0, |c| {
-            c.is_template()
+            c.is_used()
+                && c.is_template()
                 && !c.is_invalid()
                 && c.v6() == v6
                 && c.proto == proto.0

@@ -267,20 +267,27 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if !self.fast_checksums() {
             return None;
         }
-        let (to_vip, from_real) = self.directions(plain);
+        // The common case first: a client's packet on a known connection (the source filter
+        // is only read when that fails).
+        let to_vip = self.filters.any_fwmark || self.filters.vips.may_hold(plain.dst);
+        let now = ticks(now_ms);
+        let keeps_state = plain.keeps_state();
+        if to_vip
+            && keeps_state
+            && let Some(index) = self.conns.lookup_in_raw(&plain.source_key(), plain.dst, plain.dport)
+        {
+            return self.fast_in(index, buf, plain, now, neighbours);
+        }
+        let from_real = self.filters.reals.may_hold(plain.src);
         if !to_vip && !from_real {
             // No connection has this destination as its virtual address nor this source as
             // its real server, and no service has this destination: the host's packet.
             return Some(self.pass());
         }
-        if !plain.keeps_state() {
-            return None;
-        }
-        let now = ticks(now_ms);
-        if to_vip && let Some(index) = self.conns.lookup_in_raw(&plain.source_key(), plain.dst, plain.dport) {
-            return self.fast_in(index, buf, plain, now, neighbours);
-        }
-        if from_real && let Some(index) = self.conns.lookup_out_raw(&plain.destination_key(), plain.src, plain.sport) {
+        if keeps_state
+            && from_real
+            && let Some(index) = self.conns.lookup_out_raw(&plain.destination_key(), plain.src, plain.sport)
+        {
             return self.fast_out(index, buf, plain, now, neighbours);
         }
         None
@@ -332,6 +339,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if let Some(c) = self.conns.get_mut(index) {
             c.set_expires(now.wrapping_add(timeout));
         }
+        let (ethernet, mac_src) = (self.config.ethernet, self.config.mac);
         let data = buf.data_mut();
         let rewritten = match forward {
             Forward::Nat => nat_rewrite(data, plain, false, &real_addr, real_port),
@@ -340,20 +348,22 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if rewritten.is_none() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
-        if let Some(outer) = outer_src {
-            let summary = Summary {
-                has_ethernet: self.config.ethernet,
-                l3: if plain.v6 { L3::Ipv6 } else { L3::Ipv4 },
-                l3_offset: plain.l3,
-                l3_end: plain.end,
-                ..Summary::default()
-            };
-            let header = self.tunnel_header(buf.data(), plain, outer, real);
-            if encapsulate(buf, &summary, &header).is_err() {
-                return Some(self.drop(DropReason::NoHeadroom));
-            }
+        let Some(outer) = outer_src else {
+            address_frame(data, ethernet, mac_src, mac);
+            return Some(Verdict::Transmit { next_hop: real, port });
+        };
+        let summary = Summary {
+            has_ethernet: ethernet,
+            l3: if plain.v6 { L3::Ipv6 } else { L3::Ipv4 },
+            l3_offset: plain.l3,
+            l3_end: plain.end,
+            ..Summary::default()
+        };
+        let header = self.tunnel_header(buf.data(), plain, outer, real);
+        if encapsulate(buf, &summary, &header).is_err() {
+            return Some(self.drop(DropReason::NoHeadroom));
         }
-        self.address_frame(buf.data_mut(), mac);
+        address_frame(buf.data_mut(), ethernet, mac_src, mac);
         Some(Verdict::Transmit { next_hop: real, port })
     }
 
@@ -384,7 +394,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         if nat_rewrite(buf.data_mut(), plain, true, &virt_addr, virt_port).is_none() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
-        self.address_frame(buf.data_mut(), neighbour.mac);
+        address_frame(buf.data_mut(), self.config.ethernet, self.config.mac, neighbour.mac);
         Some(Verdict::Transmit { next_hop: client, port: neighbour.port })
     }
 
@@ -442,17 +452,6 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         Some((found.mac, found.port))
     }
 
-    /// Sets the frame's MAC addresses (nothing for bare IP packets).
-    fn address_frame(&self, data: &mut [u8], to: MacAddr) {
-        if self.config.ethernet
-            && let Some(macs) = data.first_chunk_mut::<12>()
-        {
-            let (dst, src) = macs.split_at_mut(6);
-            dst.copy_from_slice(&to.0);
-            src.copy_from_slice(&self.config.mac.0);
-        }
-    }
-
     /// IPVS's per-real-server, per-service and global counters for one packet.
     fn count_fast(&mut self, service: usize, slot: usize, bytes: usize, inbound: bool) {
         let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()) else {
@@ -471,6 +470,15 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             svc.stats.count_out(bytes);
             self.stats.total.count_out(bytes);
         }
+    }
+}
+
+/// Sets the frame's MAC addresses (nothing for bare IP packets).
+fn address_frame(data: &mut [u8], ethernet: bool, from: MacAddr, to: MacAddr) {
+    if ethernet && let Some(macs) = data.first_chunk_mut::<12>() {
+        let (dst, src) = macs.split_at_mut(6);
+        dst.copy_from_slice(&to.0);
+        src.copy_from_slice(&from.0);
     }
 }
 
