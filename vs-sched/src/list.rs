@@ -24,6 +24,20 @@ pub enum DestError {
     Sched(SchedError),
 }
 
+impl core::fmt::Display for DestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DestError::Exists => f.write_str("the real server is already part of the service"),
+            DestError::NotFound => f.write_str("no such real server in the service"),
+            DestError::Range => f.write_str("weight out of range, or lower threshold above the upper one"),
+            DestError::Full => f.write_str("the service has no room for another real server"),
+            DestError::Sched(e) => write!(f, "the scheduler refused the change: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for DestError {}
+
 /// Weight and thresholds of a destination, as `ipvsadm -a` / `-e` give them (a threshold left
 /// out is 0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

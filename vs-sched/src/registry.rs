@@ -143,6 +143,19 @@ pub enum RegistryError {
     Sched(SchedError),
 }
 
+impl core::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RegistryError::Unknown => f.write_str("no scheduler of that name"),
+            RegistryError::Exists => f.write_str("a scheduler of that name exists already"),
+            RegistryError::Full => f.write_str("no room to register another scheduler"),
+            RegistryError::Sched(e) => write!(f, "the scheduler rejected its parameters: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for RegistryError {}
+
 /// What a scheduler name resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -97,6 +97,17 @@ pub enum SchedError {
     BadParameter,
 }
 
+impl core::fmt::Display for SchedError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SchedError::TooManyDests => "the scheduler's table cannot hold that many real servers",
+            SchedError::BadParameter => "a scheduler parameter is out of range",
+        })
+    }
+}
+
+impl core::error::Error for SchedError {}
+
 /// A scheduler, with IPVS's scheduler operations.
 ///
 /// Every operation receives the service's destinations in IPVS list order: index 0 is the most

@@ -24,7 +24,10 @@ pub(crate) struct Frame {
 pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
     let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let mut capacity = 1 << 16;
-    let mut reader = create_reader(capacity, file).map_err(|e| format!("{path}: not a pcap or pcapng file: {e:?}"))?;
+    let mut reader = create_reader(capacity, file).map_err(|e| match e {
+        PcapError::Incomplete(_) | PcapError::Eof => format!("{path}: too short to be a pcap or pcapng file"),
+        e => format!("{path}: not a pcap or pcapng file ({e})"),
+    })?;
     let (mut link, mut nanos) = (Linktype(1), false);
     let mut interfaces: Vec<Linktype> = Vec::new();
     let mut frames = Vec::new();
@@ -53,14 +56,19 @@ pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
                 reader.consume(offset);
             }
             Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => reader.refill().map_err(|e| format!("{path}: {e:?}"))?,
+            Err(PcapError::Incomplete(_)) => reader.refill().map_err(|e| match e {
+                PcapError::UnexpectedEof => {
+                    format!("{path}: truncated: the record after frame {} is cut short", frames.len())
+                }
+                e => format!("{path}: cannot read the record after frame {}: {e}", frames.len()),
+            })?,
             Err(PcapError::BufferTooSmall) => {
                 capacity *= 2;
                 if capacity > 1 << 26 || !reader.grow(capacity) {
                     return Err(format!("{path}: record too large"));
                 }
             }
-            Err(e) => return Err(format!("{path}: {e:?}")),
+            Err(e) => return Err(format!("{path}: cannot read the record after frame {}: {e}", frames.len())),
         }
     }
     Ok(frames)
@@ -76,7 +84,7 @@ impl Writer {
         let file = File::create(path).map_err(|e| format!("{path}: {e}"))?;
         let mut header = PcapHeader::new();
         header.snaplen = 262_144;
-        let bytes = header.to_vec().map_err(|e| format!("{path}: {e:?}"))?;
+        let bytes = header.to_vec().map_err(|e| format!("{path}: {e}"))?;
         let mut out = BufWriter::new(file);
         out.write_all(&bytes).map_err(|e| format!("{path}: {e}"))?;
         Ok(Writer { out })
@@ -91,7 +99,7 @@ impl Writer {
             origlen: len,
             data,
         };
-        let bytes = block.to_vec().map_err(|e| format!("pcap write: {e:?}"))?;
+        let bytes = block.to_vec().map_err(|e| format!("pcap write: {e}"))?;
         self.out.write_all(&bytes).map_err(|e| format!("pcap write: {e}"))
     }
 

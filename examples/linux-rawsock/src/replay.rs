@@ -54,8 +54,7 @@ pub(crate) fn run(
     mut pass_out: Option<&mut Writer>,
 ) -> Result<Report, String> {
     let mut memory = vec![0u8; ConnTable::footprint(options.capacity)];
-    let table =
-        ConnTable::new(&mut memory, options.capacity, 0x5eed).map_err(|e| format!("connection table: {e:?}"))?;
+    let table = ConnTable::new(&mut memory, options.capacity, 0x5eed).map_err(|e| format!("connection table: {e}"))?;
     let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
     let mut config = EngineConfig { mac: options.mac, mtu: options.mtu, ..EngineConfig::default() };
     for addr in &options.tunnel_src {
@@ -65,7 +64,7 @@ pub(crate) fn run(
         }
     }
     let mut engine: Engine<'_, REALS> =
-        Engine::new(table, &mut slots[..], config).map_err(|e| format!("engine: {e:?}"))?;
+        Engine::new(table, &mut slots[..], config).map_err(|e| format!("engine: {e}"))?;
     for (line, rule) in rules {
         let result = match rule {
             Rule::Service { key, scheduler, flags, one_packet, persistence } => {
@@ -77,7 +76,7 @@ pub(crate) fn run(
             // Health checks need live servers; a replay has none.
             Rule::Check { .. } => Ok(()),
         };
-        result.map_err(|e| format!("rules line {line}: {e:?}"))?;
+        result.map_err(|e| format!("rules line {line}: {e}"))?;
     }
     let neighbours = |addr: IpAddr| options.neighbours.get(&addr).copied();
     let mut report = Report::default();

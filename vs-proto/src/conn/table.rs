@@ -309,6 +309,30 @@ pub enum MemoryError {
     BadCapacity,
 }
 
+impl core::fmt::Display for MemoryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MemoryError::TooSmall => "the memory given is smaller than ConnTable::footprint asks for",
+            MemoryError::BadCapacity => {
+                "the capacity must be 1 to 2^31 connections (and owned memory must have buckets_for(capacity) buckets)"
+            }
+        })
+    }
+}
+
+impl core::error::Error for MemoryError {}
+
+impl core::fmt::Display for InsertError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            InsertError::TableFull => "the connection table is full",
+            InsertError::BucketsFull => "no room in the connection's buckets, even after moving entries",
+        })
+    }
+}
+
+impl core::error::Error for InsertError {}
+
 /// A connection's hash key as stored: protocol, family, client address (IPv4 in the first four
 /// bytes) and port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

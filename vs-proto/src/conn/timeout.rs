@@ -34,6 +34,14 @@ impl Default for Timeouts {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TimeoutRange;
 
+impl core::fmt::Display for TimeoutRange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("timeout out of range")
+    }
+}
+
+impl core::error::Error for TimeoutRange {}
+
 impl Timeouts {
     /// The timeout of a state, in seconds.
     #[must_use]

@@ -18,7 +18,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{DropReason, Engine, ServiceSlot, Verdict, expired, ticks, timeout_ticks};
 use crate::conn::table::{RawKey, addr_word};
 use crate::conn::{ConnIndex, ConnState, Forward, TableMemory};
-use crate::wire::{Checksum, L3, MacAddr, PacketBuf, Summary, TunnelHeader, checksum, encapsulate};
+use crate::wire::encap::encapsulate_at;
+use crate::wire::{Checksum, MacAddr, PacketBuf, TunnelHeader, checksum};
 
 /// Where the fields of a plain TCP/UDP packet are.
 #[derive(Debug, Clone, Copy)]
@@ -352,15 +353,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             address_frame(data, ethernet, mac_src, mac);
             return Some(Verdict::Transmit { next_hop: real, port });
         };
-        let summary = Summary {
-            has_ethernet: ethernet,
-            l3: if plain.v6 { L3::Ipv6 } else { L3::Ipv4 },
-            l3_offset: plain.l3,
-            l3_end: plain.end,
-            ..Summary::default()
-        };
         let header = self.tunnel_header(buf.data(), plain, outer, real);
-        if encapsulate(buf, &summary, &header).is_err() {
+        if encapsulate_at(buf, plain.l3, plain.end, plain.v6, ethernet, &header).is_err() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
         address_frame(buf.data_mut(), ethernet, mac_src, mac);
@@ -576,7 +570,7 @@ mod tests {
     use super::*;
     use crate::conn::{ConnTable, Direction, tcp_transition};
     use crate::engine::{EngineConfig, RealConfig, ServiceConfig, ServiceKey};
-    use crate::wire::{IpProtocol, TcpFlags};
+    use crate::wire::{IpProtocol, Summary, TcpFlags};
     use std::format;
     use std::string::String;
     use std::vec;

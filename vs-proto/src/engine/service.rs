@@ -160,6 +160,24 @@ pub enum ConfigError {
     Invalid,
 }
 
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Exists => f.write_str("the service or real server exists already"),
+            ConfigError::NotFound => f.write_str("no such service or real server"),
+            ConfigError::Range => f.write_str("a value is out of range"),
+            ConfigError::Full => f.write_str("no room left (the limits fixed when the engine was made)"),
+            ConfigError::UnknownScheduler => f.write_str("no scheduler of that name"),
+            ConfigError::Scheduler(e) => write!(f, "the scheduler refused the change: {e}"),
+            ConfigError::Invalid => f.write_str(
+                "only TCP and UDP services, and real servers of another address family only by tunnel, are possible",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
 impl From<DestError> for ConfigError {
     fn from(e: DestError) -> Self {
         match e {

@@ -42,13 +42,44 @@ pub struct TunnelHeader {
 /// [`Error::NotApplicable`] for a non-IP packet or mixed outer families, [`Error::NoHeadroom`],
 /// [`Error::TooLong`] when the result exceeds the outer header's length field.
 pub fn encapsulate(buf: &mut PacketBuf<'_>, summary: &Summary, outer: &TunnelHeader) -> Result<Summary> {
-    let inner_proto = match summary.l3 {
-        L3::Ipv4 => IpProtocol::IPIP,
-        L3::Ipv6 => IpProtocol::IPV6,
+    let inner_v6 = match summary.l3 {
+        L3::Ipv4 => false,
+        L3::Ipv6 => true,
         _ => return Err(Error::NotApplicable),
     };
     let l2 = summary.l3_offset;
-    let inner_len = summary.l3_end.checked_sub(l2).ok_or(Error::BadBounds)?;
+    encapsulate_at(buf, l2, summary.l3_end, inner_v6, summary.has_ethernet, outer)?;
+    let outer_len = if outer.src.is_ipv4() { Ipv4Header::LEN } else { Ipv6Header::LEN };
+    let inner_len = summary.l3_end.saturating_sub(l2);
+    Ok(Summary {
+        has_ethernet: summary.has_ethernet,
+        vlans: summary.vlans,
+        l3: if outer.src.is_ipv4() { L3::Ipv4 } else { L3::Ipv6 },
+        l3_offset: l2,
+        l3_end: l2.saturating_add(outer_len).saturating_add(inner_len),
+        src: Some(outer.src),
+        dst: Some(outer.dst),
+        proto: Some(if inner_v6 { IpProtocol::IPV6 } else { IpProtocol::IPIP }),
+        l4_offset: l2.saturating_add(outer_len),
+        ..Summary::default()
+    })
+}
+
+/// [`encapsulate`] of the IP packet that starts at `l2` (after `l2` bytes of link-layer header)
+/// and ends at `l3_end`, without building a summary of the result (the engine's fast path).
+///
+/// # Errors
+/// As [`encapsulate`].
+pub(crate) fn encapsulate_at(
+    buf: &mut PacketBuf<'_>,
+    l2: usize,
+    l3_end: usize,
+    inner_v6: bool,
+    has_ethernet: bool,
+    outer: &TunnelHeader,
+) -> Result<()> {
+    let inner_proto = if inner_v6 { IpProtocol::IPV6 } else { IpProtocol::IPIP };
+    let inner_len = l3_end.checked_sub(l2).ok_or(Error::BadBounds)?;
     let (outer_len, ethertype) = match outer.src {
         IpAddr::V4(_) => (Ipv4Header::LEN, EtherType::IPV4),
         IpAddr::V6(_) => (Ipv6Header::LEN, EtherType::IPV6),
@@ -61,7 +92,7 @@ pub fn encapsulate(buf: &mut PacketBuf<'_>, summary: &Summary, outer: &TunnelHea
     if buf.headroom() < outer_len {
         return Err(Error::NoHeadroom);
     }
-    buf.truncate(summary.l3_end);
+    buf.truncate(l3_end);
     buf.push_head(outer_len)?;
     let data = buf.data_mut();
     let l2_end = outer_len.checked_add(l2).ok_or(Error::BadBounds)?;
@@ -88,22 +119,10 @@ pub fn encapsulate(buf: &mut PacketBuf<'_>, summary: &Summary, outer: &TunnelHea
         }
         _ => return Err(Error::NotApplicable),
     }
-    if summary.has_ethernet {
+    if has_ethernet {
         set_link_ethertype(data, l2, ethertype)?;
     }
-    let l3_end = l2_end.checked_add(inner_len).ok_or(Error::BadBounds)?;
-    Ok(Summary {
-        has_ethernet: summary.has_ethernet,
-        vlans: summary.vlans,
-        l3: if ethertype == EtherType::IPV4 { L3::Ipv4 } else { L3::Ipv6 },
-        l3_offset: l2,
-        l3_end,
-        src: Some(outer.src),
-        dst: Some(outer.dst),
-        proto: Some(inner_proto),
-        l4_offset: l2_end,
-        ..Summary::default()
-    })
+    Ok(())
 }
 
 /// Removes the outer header of an IP-in-IP or IPv6-encapsulated packet and returns the summary

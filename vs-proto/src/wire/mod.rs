@@ -15,6 +15,7 @@
 
 pub mod arp;
 pub mod buffer;
+pub mod build;
 pub mod caps;
 pub mod checksum;
 pub mod encap;
@@ -33,6 +34,7 @@ pub mod udp;
 
 pub use arp::{ArpOp, ArpPacket};
 pub use buffer::PacketBuf;
+pub use build::{Frame, Segment};
 pub use caps::{Checksum, ChecksumCaps};
 pub use encap::{TunnelHeader, decapsulate, encapsulate};
 pub use error::{Error, Layer, Result};

@@ -335,10 +335,10 @@ pub(crate) const REALS: usize = 64;
 pub(crate) fn validate(target: &Config) -> Result<(), String> {
     let capacity = 64;
     let mut memory = vec![0u8; vs_proto::conn::ConnTable::footprint(capacity)];
-    let table = vs_proto::conn::ConnTable::new(&mut memory, capacity, 1).map_err(|e| format!("{e:?}"))?;
+    let table = vs_proto::conn::ConnTable::new(&mut memory, capacity, 1).map_err(|e| e.to_string())?;
     let mut slots: Vec<ServiceSlot<REALS>> = (0..SERVICES).map(|_| ServiceSlot::default()).collect();
     let mut engine: Engine<'_, REALS> =
-        Engine::new(table, &mut slots[..], vs_proto::engine::EngineConfig::default()).map_err(|e| format!("{e:?}"))?;
+        Engine::new(table, &mut slots[..], vs_proto::engine::EngineConfig::default()).map_err(|e| e.to_string())?;
     apply(&mut engine, target)
 }
 

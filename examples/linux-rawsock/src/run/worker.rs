@@ -106,7 +106,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
     let table = match ConnTable::new(memory.bytes(), capacity, setup.seed) {
         Ok(t) => t,
         Err(e) => {
-            let _ = ready.send(Err(format!("connection table: {e:?}")));
+            let _ = ready.send(Err(format!("connection table: {e}")));
             return;
         }
     };
@@ -122,7 +122,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
     let mut engine: Engine<'_, REALS> = match Engine::new(table, &mut slots[..], engine_config) {
         Ok(e) => e,
         Err(e) => {
-            let _ = ready.send(Err(format!("engine: {e:?}")));
+            let _ = ready.send(Err(format!("engine: {e}")));
             return;
         }
     };
@@ -293,7 +293,7 @@ impl Thread {
                 let _ = reply.send(());
             }
             Command::Timeouts([tcp, tcpfin, udp], reply) => {
-                let result = engine.timeouts_mut().set_ipvsadm(tcp, tcpfin, udp).map_err(|e| format!("{e:?}"));
+                let result = engine.timeouts_mut().set_ipvsadm(tcp, tcpfin, udp).map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
         }
