@@ -68,6 +68,9 @@ pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
                     return Err(format!("{path}: record too large"));
                 }
             }
+            Err(PcapError::UnexpectedEof) => {
+                return Err(format!("{path}: truncated: the record after frame {} is cut short", frames.len()));
+            }
             Err(e) => return Err(format!("{path}: cannot read the record after frame {}: {e}", frames.len())),
         }
     }

@@ -51,9 +51,14 @@ enum Command {
         /// Egress MTU.
         #[arg(long, default_value_t = 1500)]
         mtu: u16,
-        /// MAC address of a real server or next hop: ADDR=MAC.
+        /// MAC address of a real server or next hop: ADDR=MAC. Without it, each address's MAC
+        /// is learnt from the capture (the source MAC of the frames it sent).
         #[arg(long = "neigh")]
         neigh: Vec<String>,
+        /// MAC address for every next hop neither given nor seen in the capture (a default
+        /// gateway).
+        #[arg(long)]
+        gateway: Option<String>,
         /// Capture of the frames handed back to the host.
         #[arg(long = "pass-out")]
         pass_out: Option<PathBuf>,
@@ -119,7 +124,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Run(options) => run::run(options),
         Command::RsDecap(options) => decap::run(&options),
         Command::Ctl { control, what } => run::ctl::run(&control, &what),
-        Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, pass_out, capacity, list } => {
+        Command::Replay { rules, input, output, mac, tun_src, mtu, neigh, gateway, pass_out, capacity, list } => {
             let text = std::fs::read_to_string(&rules).map_err(|e| format!("{}: {e}", rules.display()))?;
             let parsed = rules::parse(&text).map_err(|e| format!("{}: {e}", rules.display()))?;
             let options = replay::Options {
@@ -127,6 +132,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 tunnel_src: tun_src,
                 mtu,
                 neighbours: parse_neigh(&neigh)?,
+                gateway: gateway.as_deref().map(parse_mac).transpose()?,
                 capacity,
                 list,
             };
@@ -139,6 +145,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 p.finish()?;
             }
             eprint!("{}", report.text);
+            if report.undelivered > 0 {
+                let unknown: Vec<String> = report.unknown_neighbours.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "{} frames could not be delivered: no MAC address known for {} (give --neigh ADDR=MAC or --gateway MAC)",
+                    report.undelivered,
+                    unknown.join(", ")
+                ));
+            }
             Ok(())
         }
         Command::Demo { dir, clients } => {
@@ -165,6 +179,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 tunnel_src: vec![],
                 mtu: 1500,
                 neighbours,
+                gateway: None,
                 capacity: 4096,
                 list: false,
             };

@@ -25,7 +25,10 @@ pub(crate) struct Options {
     pub(crate) mac: MacAddr,
     pub(crate) tunnel_src: Vec<IpAddr>,
     pub(crate) mtu: u16,
+    /// Neighbours given on the command line (they win over what the capture shows).
     pub(crate) neighbours: BTreeMap<IpAddr, MacAddr>,
+    /// Where addresses that are no known neighbour go (a default gateway's MAC).
+    pub(crate) gateway: Option<MacAddr>,
     pub(crate) capacity: usize,
     /// Print what `vsadm -L -n --stats` and `vsadm -L -c -n` would show at the last frame.
     pub(crate) list: bool,
@@ -39,6 +42,9 @@ pub(crate) struct Report {
     pub(crate) passed: u64,
     pub(crate) dropped: u64,
     pub(crate) skipped: u64,
+    /// Frames dropped because no neighbour was known for their next hop, and those next hops.
+    pub(crate) undelivered: u64,
+    pub(crate) unknown_neighbours: Vec<IpAddr>,
     /// Per real server: (service, real address:port, forwarding, connections).
     pub(crate) reals: Vec<(String, String, Forward, u64)>,
     pub(crate) text: String,
@@ -78,7 +84,17 @@ pub(crate) fn run(
         };
         result.map_err(|e| format!("rules line {line}: {e}"))?;
     }
-    let neighbours = |addr: IpAddr| options.neighbours.get(&addr).copied();
+    // Neighbours: the command line's, then what the capture shows (each frame's source MAC for
+    // its source address: the real servers' own frames, the clients' router), then the gateway.
+    let learned = learn_neighbours(frames);
+    let unknown = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let neighbours = |addr: IpAddr| {
+        let found = options.neighbours.get(&addr).or_else(|| learned.get(&addr)).copied().or(options.gateway);
+        if found.is_none() {
+            unknown.borrow_mut().insert(addr);
+        }
+        found
+    };
     let mut report = Report::default();
     let mut storage = vec![0u8; HEADROOM + 70_000];
     for frame in frames {
@@ -102,10 +118,14 @@ pub(crate) fn run(
                     w.write(frame.ts_us, &frame.data)?;
                 }
             }
-            Verdict::Drop(_) => report.dropped += 1,
+            Verdict::Drop(reason) => {
+                report.dropped += 1;
+                report.undelivered += u64::from(reason == DropReason::NoNeighbour);
+            }
         }
         engine.sweep(now_ms, 16);
     }
+    report.unknown_neighbours = unknown.into_inner().into_iter().collect();
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -115,9 +135,13 @@ pub(crate) fn run(
     for service in engine.services() {
         let name = service_name(&service.key());
         let s = service.stats();
+        let persistent = match service.persistence() {
+            Some(p) => format!(" persistent {}", p.timeout_s),
+            None => String::new(),
+        };
         let _ = writeln!(
             text,
-            "{name} {}: conns {} inpkts {} outpkts {} inbytes {} outbytes {}",
+            "{name} {}{persistent}: conns {} inpkts {} outpkts {} inbytes {} outbytes {}",
             service.scheduler(),
             s.conns,
             s.in_packets,
@@ -129,9 +153,9 @@ pub(crate) fn run(
             let share = if s.conns == 0 { 0.0 } else { 100.0 * real.stats.conns as f64 / s.conns as f64 };
             let _ = writeln!(
                 text,
-                "  -> {} {:?} weight {}: conns {} ({share:.0}%) inpkts {} outpkts {} active {} inactive {}",
+                "  -> {} {} weight {}: conns {} ({share:.0}%) inpkts {} outpkts {} active {} inactive {}",
                 endpoint_text(real.addr, real.port),
-                real.forward,
+                crate::run::control::forward_name(real.forward),
                 dest.weight,
                 real.stats.conns,
                 real.stats.in_packets,
@@ -162,4 +186,18 @@ pub(crate) fn run(
     }
     report.text = text;
     Ok(report)
+}
+
+/// Each Ethernet frame's source MAC for its source IP address (the last one seen wins).
+fn learn_neighbours(frames: &[Frame]) -> BTreeMap<IpAddr, MacAddr> {
+    let mut learned = BTreeMap::new();
+    for frame in frames.iter().filter(|f| f.linktype == 1) {
+        if let Ok(summary) = vs_proto::wire::Summary::from_ethernet(&frame.data)
+            && let (Some(src), Some(mac)) = (summary.src, frame.data.get(6..12))
+            && let Ok(mac) = <[u8; 6]>::try_from(mac)
+        {
+            learned.insert(src, MacAddr(mac));
+        }
+    }
+    learned
 }

@@ -149,7 +149,7 @@ fn malformed_rules_name_the_line_and_run_nothing() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(String::from_utf8_lossy(&result.stderr).contains("UnknownScheduler"));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("rules line 1: no scheduler of that name"));
 }
 
 #[test]
@@ -191,4 +191,96 @@ fn replay_lists_what_vsadm_would_show() {
         rows.iter().all(|r| r.starts_with("TCP ") && r.contains("TIME_WAIT") && r.contains("198.18.0.100:80")),
         "{conns}"
     );
+}
+
+#[test]
+fn the_demo_files_replay_as_they_are_with_neighbours_learnt_from_the_capture() {
+    let dir = scratch("learn");
+    assert!(vsd(&["demo", "--dir", dir.to_str().unwrap()]).status.success());
+    let (rules, sample) = (dir.join("rules.txt"), dir.join("sample.pcap"));
+    let out = dir.join("again.pcap");
+    let run = vsd(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--in",
+        sample.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("frames 240: transmitted 240"));
+    // The same frames as the demo, which gave every neighbour explicitly.
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(dir.join("replayed.pcap")).unwrap());
+
+    // A real server the capture never shows: the frames for it cannot be delivered, and vsd
+    // says so and fails; a gateway MAC delivers them.
+    let unseen = dir.join("unseen.txt");
+    std::fs::write(&unseen, "-A -t 198.18.0.100:80 -s rr\n-a -t 198.18.0.100:80 -r 198.18.9.9:80 -m\n").unwrap();
+    let args = [
+        "replay",
+        "--rules",
+        unseen.to_str().unwrap(),
+        "--in",
+        sample.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = vsd(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(stderr.contains("could not be delivered: no MAC address known for 198.18.9.9"), "{stderr}");
+    let run = vsd(&[&args[..], &["--gateway", "02:00:00:00:00:fe"]].concat());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
+#[test]
+fn capture_errors_read_as_sentences() {
+    let dir = scratch("errors");
+    let rules = dir.join("bad-rules.txt");
+    std::fs::write(&rules, "-A -t 198.18.0.100:80 -s nosuch\n").unwrap();
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, b"\xd4\xc3").unwrap();
+    let out = dir.join("out.pcap");
+    let run = vsd(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--in",
+        empty.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("too short to be a pcap or pcapng file"), "{stderr}");
+    // A good capture cut in the middle of a record names the last whole frame.
+    assert!(vsd(&["demo", "--dir", dir.to_str().unwrap()]).status.success());
+    let whole = std::fs::read(dir.join("sample.pcap")).unwrap();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &whole[..whole.len() - 10]).unwrap();
+    let run = vsd(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--in",
+        cut.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("truncated: the record after frame 239 is cut short"), "{stderr}");
+    // Rules errors are sentences with their line.
+    std::fs::write(&cut, &whole).unwrap();
+    let run = vsd(&[
+        "replay",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--in",
+        cut.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("rules line 1: no scheduler of that name"), "{stderr}");
 }

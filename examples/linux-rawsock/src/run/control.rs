@@ -144,7 +144,8 @@ pub(crate) struct Report {
     pub(crate) tx_errors: u64,
 }
 
-fn forward_name(f: Forward) -> &'static str {
+/// ipvsadm's word for a forwarding method.
+pub(crate) fn forward_name(f: Forward) -> &'static str {
     match f {
         Forward::Nat => "Masq",
         Forward::DirectRoute => "Route",
