@@ -1,6 +1,9 @@
-//! Generates `vs.pc` (pkg-config) next to the built libraries, pointing at them and at the
-//! committed header, so that C builds can use `pkg-config --cflags --libs vs`. Set `VS_PREFIX`
-//! to generate one for an installed layout (`$VS_PREFIX/lib`, `$VS_PREFIX/include`) instead.
+//! Generates `vs.pc` and `vs-static.pc` (pkg-config) next to the built libraries, pointing at
+//! them and at the committed header: `pkg-config --cflags --libs vs` links the shared library
+//! with a run path to its directory (the program runs without `LD_LIBRARY_PATH`),
+//! `pkg-config --cflags --libs vs-static` links the static library and the system libraries it
+//! needs. Set `VS_PREFIX` to generate them for an installed layout (`$VS_PREFIX/lib`,
+//! `$VS_PREFIX/include`, no run path: run `ldconfig` after installing) instead.
 
 use std::env;
 use std::fs;
@@ -18,14 +21,23 @@ fn main() {
         Err(_) => (display(profile_dir), display(&include)),
     };
     let version = env::var("CARGO_PKG_VERSION").unwrap_or_default();
-    // A static Rust library with std needs these system libraries when it is linked into C.
-    let pc = format!(
-        "libdir={libdir}\nincludedir={includedir}\n\nName: vs\nDescription: Embeddable IPVS dataplane (C ABI)\n\
-         Version: {version}\nLibs: -L${{libdir}} -lvs_ffi\nLibs.private: -lpthread -ldl -lm -lgcc_s -lc\n\
-         Cflags: -I${{includedir}}\n"
+    let rpath = if env::var("VS_PREFIX").is_ok() { String::new() } else { " -Wl,-rpath,${libdir}".to_owned() };
+    // What a static Rust library with std needs from the system when it is linked into C
+    // (`rustc --print native-static-libs` for this target).
+    let system = "-ldl -lgcc_s -lutil -lrt -lpthread -lm -lc";
+    let head = format!("libdir={libdir}\nincludedir={includedir}\n\n");
+    let shared = format!(
+        "{head}Name: vs\nDescription: Embeddable IPVS dataplane (C ABI)\nVersion: {version}\n\
+         Libs: -L${{libdir}}{rpath} -lvs_ffi\nLibs.private: {system}\nCflags: -I${{includedir}}\n"
     );
-    let _ = fs::write(out_dir.join("vs.pc"), &pc);
-    let _ = fs::write(profile_dir.join("vs.pc"), &pc);
+    let fixed = format!(
+        "{head}Name: vs-static\nDescription: Embeddable IPVS dataplane (C ABI), static library\n\
+         Version: {version}\nLibs: ${{libdir}}/libvs_ffi.a {system}\nCflags: -I${{includedir}}\n"
+    );
+    for dir in [out_dir.as_path(), profile_dir] {
+        let _ = fs::write(dir.join("vs.pc"), &shared);
+        let _ = fs::write(dir.join("vs-static.pc"), &fixed);
+    }
 }
 
 fn display(p: &Path) -> String {

@@ -148,8 +148,33 @@ fn every_declared_function_is_exported_by_both_libraries() {
 #[test]
 fn the_build_writes_a_pkg_config_file() {
     let pc = std::fs::read_to_string(lib_dir().join("vs.pc")).expect("vs.pc next to the libraries");
-    assert!(pc.contains("Name: vs\n") && pc.contains("Libs: -L${libdir} -lvs_ffi"), "{pc}");
+    assert!(pc.contains("Name: vs\n") && pc.contains("Libs: -L${libdir} -Wl,-rpath,${libdir} -lvs_ffi"), "{pc}");
     let includedir = pc.lines().find_map(|l| l.strip_prefix("includedir=")).expect("includedir");
     assert!(PathBuf::from(includedir).join("vs.h").exists(), "includedir {includedir} has no vs.h");
     assert!(pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))));
+}
+
+/// The C example (`examples/nat.c`) built the way the README says: flags from pkg-config, the
+/// shared library found through the run path `vs.pc` gives (no `LD_LIBRARY_PATH`), and the
+/// static library through `vs-static.pc`; both programs run and print the NAT decision (rr
+/// starts with the most recently added server, as IPVS's list order has it).
+#[test]
+fn the_c_example_builds_with_pkg_config_and_runs() {
+    let dir = lib_dir();
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    for package in ["vs", "vs-static"] {
+        let flags = run(Command::new("pkg-config").env("PKG_CONFIG_PATH", &dir).args(["--cflags", "--libs", package]));
+        let exe = out_dir.join(format!("nat-{package}"));
+        run(Command::new("gcc")
+            .args(C_FLAGS)
+            .arg(crate_dir().join("examples/nat.c"))
+            .args(flags.split_whitespace())
+            .arg("-o")
+            .arg(&exe));
+        let output = run(Command::new(&exe).env_remove("LD_LIBRARY_PATH"));
+        assert!(output.contains("transmit to 198.18.1.2 on port 0: 198.18.0.1:40000 -> 198.18.1.2:8080"), "{package}: {output}");
+        assert!(output.contains("connection SYN_RECV, expires in 60 s"), "{package}: {output}");
+        let dynamic = run(Command::new("readelf").arg("-d").arg(&exe));
+        assert_eq!(dynamic.contains("libvs_ffi.so"), package == "vs", "{package}: {dynamic}");
+    }
 }
