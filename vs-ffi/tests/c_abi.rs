@@ -172,7 +172,10 @@ fn the_c_example_builds_with_pkg_config_and_runs() {
             .arg("-o")
             .arg(&exe));
         let output = run(Command::new(&exe).env_remove("LD_LIBRARY_PATH"));
-        assert!(output.contains("transmit to 198.18.1.2 on port 0: 198.18.0.1:40000 -> 198.18.1.2:8080"), "{package}: {output}");
+        assert!(
+            output.contains("transmit to 198.18.1.2 on port 0: 198.18.0.1:40000 -> 198.18.1.2:8080"),
+            "{package}: {output}"
+        );
         assert!(output.contains("connection SYN_RECV, expires in 60 s"), "{package}: {output}");
         let dynamic = run(Command::new("readelf").arg("-d").arg(&exe));
         assert_eq!(dynamic.contains("libvs_ffi.so"), package == "vs", "{package}: {dynamic}");

@@ -24,12 +24,13 @@
 //! use vs_proto::engine::{Engine, EngineConfig, RealConfig, ServiceConfig, ServiceKey, ServiceSlot, Verdict};
 //! use vs_proto::wire::{Frame, IpProtocol, MacAddr, PacketBuf, Segment, Summary, TcpFlags};
 //!
-//! // Memory, sized once: the connection table in the host's bytes, and service slots. The
-//! // seed keys the table's hash (a real host takes it from the OS's random source).
+//! // Memory, sized once: the connection table in the host's bytes, and service slots (up to
+//! // 16 real servers each). The seed keys the table's hash and the random schedulers; a real
+//! // host takes it from the OS's random source.
 //! let mut table_memory = vec![0u8; ConnTable::footprint(4096)];
-//! let table = ConnTable::new(&mut table_memory, 4096, 0x5eed_1234)?;
 //! let mut slots: Vec<ServiceSlot<16>> = (0..8).map(|_| ServiceSlot::default()).collect();
-//! let mut engine: Engine<'_, 16> = Engine::new(table, &mut slots[..], EngineConfig::default())?;
+//! let config = EngineConfig { seed: 0x5eed_1234, ..EngineConfig::default() };
+//! let mut engine = Engine::over_memory(&mut table_memory, 4096, &mut slots[..], config)?;
 //!
 //! // ipvsadm -A -t 198.18.0.100:80 -s rr; ipvsadm -a -t 198.18.0.100:80 -r 198.18.1.1:8080 -m
 //! let vip: IpAddr = "198.18.0.100".parse()?;
@@ -56,7 +57,8 @@
 //! let verdict = engine.process(&mut buf, 0, &neighbours);
 //! assert_eq!(verdict, Verdict::Transmit { next_hop: real, port: 0 });
 //! let sent = Summary::from_ethernet(buf.data())?;
-//! assert_eq!((sent.dst, sent.ports), (Some(real), Some((40000, 8080))));
+//! assert_eq!(engine.destination(&buf), Some((real, 8080)));
+//! assert_eq!(sent.src, Some(client));
 //!
 //! // The connection, as `ipvsadm -L -c` lists it, and expiry with a work budget.
 //! let (_, conn) = engine.connections().iter().next().ok_or("no connection")?;

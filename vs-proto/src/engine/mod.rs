@@ -84,7 +84,9 @@ pub struct EngineConfig {
     /// `conn_reuse_mode` (default 1): a SYN reusing a TIME_WAIT / CLOSE entry reschedules;
     /// with bit 2 also a DR / TUN FIN_WAIT entry.
     pub conn_reuse_mode: u8,
-    /// Seed for the connection hash and the schedulers that draw random numbers.
+    /// Seed for the schedulers that draw random numbers (and, with [`Engine::over_memory`],
+    /// for the connection table's hash key too). Take it from the OS's random source: clients
+    /// that know it can aim connections at one table bucket.
     pub seed: u64,
     /// Flood defence.
     pub defence: Defence,
@@ -139,6 +141,45 @@ pub struct Engine<'a, const D: usize = 64, M: TableMemory = BorrowedMemory<'a>, 
     filters: fast::FastFilters,
     /// Real servers' neighbours, so that the fast path does not ask the host per packet.
     neighbour_cache: [fast::CachedNeighbour; fast::NEIGHBOUR_CACHE],
+}
+
+/// Why [`Engine::over_memory`] could not set an engine up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SetupError {
+    /// The connection table does not fit the memory, or the capacity is unusable.
+    Memory(crate::conn::MemoryError),
+    /// The service slots and real servers per service exceed what a connection can name.
+    Config(ConfigError),
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetupError::Memory(e) => write!(f, "connection table: {e}"),
+            SetupError::Config(e) => write!(f, "engine: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for SetupError {}
+
+impl<'a, const D: usize> Engine<'a, D> {
+    /// An engine over host memory in one call: a connection table of `capacity` entries in
+    /// `memory` (at least [`ConnTable::footprint`]`(capacity)` bytes), keyed with
+    /// `config.seed` — the one seed the engine needs — and `services.len()` service slots.
+    ///
+    /// # Errors
+    /// [`SetupError`].
+    pub fn over_memory(
+        memory: &'a mut [u8],
+        capacity: usize,
+        services: &'a mut [ServiceSlot<D>],
+        config: EngineConfig,
+    ) -> Result<Self, SetupError> {
+        let table = crate::conn::ConnTable::new(memory, capacity, config.seed).map_err(SetupError::Memory)?;
+        Engine::new(table, services, config).map_err(SetupError::Config)
+    }
 }
 
 /// How many external schedulers an engine can register.
@@ -217,6 +258,35 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         };
         engine.refresh_fast_path();
         Ok(engine)
+    }
+
+    /// Where a packet the engine transmitted now goes: its outermost IP destination and, for
+    /// TCP and UDP, the destination port (0 for a tunnelled packet, whose outer header has
+    /// none). `None` for a buffer that holds no IP packet.
+    ///
+    /// ```
+    /// # use vs_proto::wire::{Frame, MacAddr, PacketBuf, Segment};
+    /// # use vs_proto::engine::{Engine, EngineConfig, ServiceSlot};
+    /// # use vs_proto::conn::ConnTable;
+    /// # let mut memory = vec![0u8; ConnTable::footprint(16)];
+    /// # let mut slots = [ServiceSlot::<4>::default()];
+    /// # let engine = Engine::over_memory(&mut memory, 16, &mut slots[..], EngineConfig::default())?;
+    /// let mut storage = [0u8; 128];
+    /// let frame = Frame { src_mac: MacAddr([2, 0, 0, 0, 0, 1]), dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+    ///     src: ("198.18.0.1".parse()?, 40000), dst: ("198.18.1.1".parse()?, 8080), ttl: 64 };
+    /// let len = frame.write(&mut storage[64..], &Segment::Udp { payload: b"hi" })?;
+    /// let buf = PacketBuf::new(&mut storage, 64, len)?;
+    /// assert_eq!(engine.destination(&buf), Some(("198.18.1.1".parse()?, 8080)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn destination(&self, buf: &PacketBuf<'_>) -> Option<(IpAddr, u16)> {
+        let summary = self.parse(buf)?;
+        let port = match summary.proto {
+            Some(IpProtocol::TCP | IpProtocol::UDP) => summary.dst_port(),
+            _ => 0,
+        };
+        Some((summary.dst?, port))
     }
 
     /// Settings.
