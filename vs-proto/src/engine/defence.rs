@@ -1,5 +1,5 @@
 //! Defence against connection floods, after IPVS's `drop_entry`, `drop_packet` and
-//! `secure_tcp` (§7 of the reference), for a fixed-size table: an occupancy threshold takes the
+//! `secure_tcp` (the kernel's `update_defense_level`), for a fixed-size table: an occupancy threshold takes the
 //! place of the kernel's free-memory threshold (`amemthresh`).
 //!
 //! Each strategy has IPVS's mode: 0 off; 1 automatic, currently off (switches to 2 when the

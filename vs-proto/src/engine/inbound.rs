@@ -90,7 +90,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             }
             Err(DropReason::NoDestination) => {
                 self.stats.count_drop(DropReason::NoDestination);
-                // IPVS answers with ICMP port unreachable from the VIP (§3.8).
+                // IPVS answers with ICMP port unreachable from the VIP (`ip_vs_leave`).
                 match self.answer(buf, &summary, IcmpError::PortUnreachable, dst, neighbours) {
                     Some(v) => v,
                     None => Verdict::Drop(DropReason::NoDestination),

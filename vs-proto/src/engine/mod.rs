@@ -1,5 +1,5 @@
 //! The engine: virtual services, real servers, the connection table, and the forwarding
-//! decision for every packet (IPVS's in- and out-handlers, §3.9 of the reference).
+//! decision for every packet (IPVS's in- and out-handlers, `ip_vs_in` / `ip_vs_out`).
 //!
 //! All memory is fixed at initialisation: the connection table lives in host-supplied bytes,
 //! the services in a host-supplied slice of [`ServiceSlot`]s. Processing a packet allocates

@@ -68,7 +68,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         }
     }
 
-    /// Relays an ICMP error about a known connection (§5.5 of the reference): from the client
+    /// Relays an ICMP error about a known connection (IPVS's `ip_vs_in_icmp` / `ip_vs_out_icmp`): from the client
     /// side on to the real server, from a NAT real server back to the client, with the outer
     /// and the quoted headers rewritten for NAT. `None` when no connection vouches for it (the
     /// host gets it).
