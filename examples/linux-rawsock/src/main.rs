@@ -192,7 +192,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("sample capture: {} ({} frames, {clients} HTTP connections)", sample_path.display(), frames.len());
             println!("real server shares:");
             for (_, real, fwd, conns) in &report.reals {
-                println!("  {real} ({fwd:?}): {conns} connections");
+                println!("  {real} ({}): {conns} connections", run::control::forward_name(*fwd));
             }
             print!("{}", report.text);
             println!("replayed capture: {} (open it with tshark -r or Wireshark)", out_path.display());
