@@ -19,7 +19,7 @@ use super::{DropReason, Engine, ServiceSlot, Verdict, expired, ticks, timeout_ti
 use crate::conn::table::{RawKey, addr_word};
 use crate::conn::{ConnIndex, ConnState, Forward, TableMemory};
 use crate::wire::encap::encapsulate_at;
-use crate::wire::{Checksum, MacAddr, PacketBuf, TunnelHeader, checksum};
+use crate::wire::{Checksum, ChecksumCaps, MacAddr, PacketBuf, TunnelHeader, checksum};
 
 /// Where the fields of a plain TCP/UDP packet are.
 #[derive(Debug, Clone, Copy)]
@@ -245,10 +245,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     }
 
     /// True when the checksum policy lets the fast path run: software updates on transmit
-    /// and nothing to verify on receive (the default policy).
+    /// and nothing to verify on receive, for every protocol (the default policy).
     fn fast_checksums(&self) -> bool {
-        let caps = self.config.caps;
-        [caps.ipv4, caps.tcp, caps.udp].iter().all(|c| *c == Checksum::Tx)
+        self.config.caps == ChecksumCaps::all(Checksum::Tx)
     }
 
     /// Whether a packet may be client → service (its destination may be a virtual address)
