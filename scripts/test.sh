@@ -15,6 +15,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p vs-proto --features defmt -- -D warnings
 cargo clippy -p vs-sched --features defmt -- -D warnings
 
+step "examples/smartnic (a workspace of its own): fmt, clippy with and without defmt"
+cargo fmt --manifest-path examples/smartnic/Cargo.toml -- --check
+cargo clippy --manifest-path examples/smartnic/Cargo.toml --release -- -D warnings
+cargo clippy --manifest-path examples/smartnic/Cargo.toml --release --features defmt -- -D warnings
+
 step "cargo test --workspace"
 cargo test --workspace
 

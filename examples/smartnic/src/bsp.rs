@@ -69,7 +69,9 @@ pub(crate) fn exit(status: i32) -> ! {
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract (non-overlapping, valid for n bytes).
-    unsafe { asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _, options(nostack, preserves_flags))
+    };
     dst
 }
 
@@ -91,7 +93,9 @@ unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 
 #[unsafe(no_mangle)]
 unsafe extern "C" fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract.
-    unsafe { asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") value as u8, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") value as u8, options(nostack, preserves_flags))
+    };
     dst
 }
 

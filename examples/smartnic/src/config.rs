@@ -159,7 +159,13 @@ pub(crate) fn describe(out: &mut impl Write) -> core::fmt::Result {
                 VS_FWD_DR => "-g",
                 _ => "-i",
             };
-            writeln!(out, "-a {flag} {} -r {} {method} -w {}", Endpoint(s.vip, s.port), Endpoint(r.addr, r.port), r.weight)?;
+            writeln!(
+                out,
+                "-a {flag} {} -r {} {method} -w {}",
+                Endpoint(s.vip, s.port),
+                Endpoint(r.addr, r.port),
+                r.weight
+            )?;
         }
     }
     Ok(())

@@ -34,7 +34,6 @@ use vs_ffi::{
     vs_real_config, vs_service_config, vs_service_key, vs_status, vs_verdict,
 };
 
-
 /// Packet buffers: how many, their size, and the headroom kept in front of each frame.
 const BUFFERS: usize = 64;
 const BUFFER_BYTES: usize = 2048;
@@ -58,22 +57,40 @@ struct EngineMemory([u8; config::ENGINE_FOOTPRINT]);
 /// Counters a host could read out of the firmware's memory.
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
-pub struct Counters {
-    pub rx: u64,
-    pub tx: u64,
-    pub passed: u64,
-    pub dropped: u64,
-    pub expired: u64,
+pub(crate) struct Counters {
+    pub(crate) rx: u64,
+    pub(crate) tx: u64,
+    pub(crate) passed: u64,
+    pub(crate) dropped: u64,
+    pub(crate) expired: u64,
 }
 
-// The firmware's static memory. Single-threaded: the dataplane loop is the only user.
-static mut ENGINE_MEMORY: EngineMemory = EngineMemory([0; config::ENGINE_FOOTPRINT]);
-static mut BUFFER_POOL: [[u8; BUFFER_BYTES]; BUFFERS] = [[0; BUFFER_BYTES]; BUFFERS];
-static mut RX_RING: Queue<Descriptor, RING> = Queue::new();
-static mut TX_RING: Queue<Descriptor, RING> = Queue::new();
-/// Live counters.
+/// Static memory with one user: the firmware is single-threaded, and each of these is borrowed
+/// once, by the dataplane loop (or, for the engine's memory, handed to the engine once).
+pub(crate) struct Static<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: the firmware runs one thread; see the type's comment.
+unsafe impl<T> Sync for Static<T> {}
+
+impl<T> Static<T> {
+    const fn new(value: T) -> Self {
+        Static(core::cell::UnsafeCell::new(value))
+    }
+
+    pub(crate) fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+// The firmware's static memory.
+static ENGINE_MEMORY: Static<EngineMemory> = Static::new(EngineMemory([0; config::ENGINE_FOOTPRINT]));
+static BUFFER_POOL: Static<[[u8; BUFFER_BYTES]; BUFFERS]> = Static::new([[0; BUFFER_BYTES]; BUFFERS]);
+static RX_RING: Static<Queue<Descriptor, RING>> = Static::new(Queue::new());
+static TX_RING: Static<Queue<Descriptor, RING>> = Static::new(Queue::new());
+/// Live counters, at a fixed symbol a host or debugger can read.
 #[unsafe(no_mangle)]
-pub static mut COUNTERS: Counters = Counters { rx: 0, tx: 0, passed: 0, dropped: 0, expired: 0 };
+pub(crate) static COUNTERS: Static<Counters> =
+    Static::new(Counters { rx: 0, tx: 0, passed: 0, dropped: 0, expired: 0 });
 
 /// Bytes of static memory the firmware uses.
 const STATIC_BYTES: usize = config::ENGINE_FOOTPRINT
@@ -143,7 +160,10 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
     let status = vs_ffi::vs_engine_footprint(&limits, &mut need);
     if status != vs_status::VS_OK || need != config::ENGINE_FOOTPRINT {
         let reserved = config::ENGINE_FOOTPRINT;
-        let _ = writeln!(Fd(2), "firmware: vs_engine_footprint says {need} bytes; ENGINE_FOOTPRINT is {reserved}: rebuild with it");
+        let _ = writeln!(
+            Fd(2),
+            "firmware: vs_engine_footprint says {need} bytes; ENGINE_FOOTPRINT is {reserved}: rebuild with it"
+        );
         return Err(2);
     }
     let mut cfg = vs_engine_config::default();
@@ -162,7 +182,7 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
     // SAFETY: the static buffer is config::ENGINE_FOOTPRINT bytes, used by nothing else, for the
     // program's life.
     let status = unsafe {
-        let memory = &raw mut ENGINE_MEMORY;
+        let memory = ENGINE_MEMORY.get();
         vs_ffi::vs_engine_init((*memory).0.as_mut_ptr(), config::ENGINE_FOOTPRINT, &limits, &cfg, &mut engine)
     };
     if status != vs_status::VS_OK {
@@ -204,6 +224,8 @@ extern "C" fn firmware_main() -> i32 {
         return 1;
     }
     let _ = writeln!(Fd(2), "# static memory: {STATIC_BYTES} bytes ({} for the engine)", config::ENGINE_FOOTPRINT);
+    #[cfg(feature = "defmt")]
+    defmt::info!("firmware up: {=usize} services, {=u32} connections", config::SERVICES.len(), config::MAX_CONNS);
     let engine = match engine_up() {
         Ok(e) => e,
         Err(code) => return code,
@@ -211,7 +233,7 @@ extern "C" fn firmware_main() -> i32 {
     // SAFETY: single-threaded firmware; these statics are touched only here, through these
     // references, for the rest of the program.
     let (pool, rx_ring, tx_ring, counters) =
-        unsafe { (&mut *&raw mut BUFFER_POOL, &mut *&raw mut RX_RING, &mut *&raw mut TX_RING, &mut *&raw mut COUNTERS) };
+        unsafe { (&mut *BUFFER_POOL.get(), &mut *RX_RING.get(), &mut *TX_RING.get(), &mut *COUNTERS.get()) };
     let (mut rx_producer, mut rx_consumer) = rx_ring.split();
     let (mut tx_producer, mut tx_consumer) = tx_ring.split();
     let mut free: heapless::Vec<u16, BUFFERS> = (0..BUFFERS as u16).collect();
@@ -258,6 +280,11 @@ extern "C" fn firmware_main() -> i32 {
             let status = unsafe {
                 vs_ffi::vs_process(engine, &mut packet, now_ms, Some(neighbours), core::ptr::null_mut(), &mut verdict)
             };
+            #[cfg(feature = "defmt")]
+            {
+                log::PACKETS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                defmt::debug!("packet at {=u64} ms: action {=u8} port {=u16}", now_ms, verdict.action, verdict.port);
+            }
             let mut expired = 0usize;
             vs_ffi::vs_sweep(engine, now_ms, 16, &mut expired);
             counters.expired += expired as u64;
@@ -289,10 +316,21 @@ extern "C" fn firmware_main() -> i32 {
         }
     }
     let c = *counters;
+    #[cfg(feature = "defmt")]
+    {
+        defmt::info!("done: rx {=u64} tx {=u64} passed {=u64} dropped {=u64}", c.rx, c.tx, c.passed, c.dropped);
+        let _ = writeln!(Fd(2), "# defmt: {} bytes logged", log::written());
+        // The host's read-out of the log ring, if it opened descriptor 3.
+        log::dump(3);
+    }
     let _ = writeln!(
         Fd(2),
         "# counters: rx {} tx {} passed {} dropped {} expired {}",
-        c.rx, c.tx, c.passed, c.dropped, c.expired
+        c.rx,
+        c.tx,
+        c.passed,
+        c.dropped,
+        c.expired
     );
     0
 }

@@ -6,9 +6,7 @@ use crate::bsp;
 
 /// The pcap global header of what the firmware writes: microsecond timestamps, version 2.4,
 /// snap length 262144, Ethernet (the same bytes `vsd replay` writes).
-const OUT_HEADER: [u8; 24] = [
-    0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0,
-];
+const OUT_HEADER: [u8; 24] = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0];
 
 /// Why reading the input stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
