@@ -88,7 +88,12 @@ fn capture() -> Vec<(u64, Vec<u8>)> {
                 push(&mut frames, &mut t, frame(client4, vip, s), 1000);
             }
             for real in ["198.18.1.1", "198.18.1.2"] {
-                push(&mut frames, &mut t, frame((ip(real), 8080), client4, &tcp(TcpFlags::SYN | TcpFlags::ACK, b"")), 500);
+                push(
+                    &mut frames,
+                    &mut t,
+                    frame((ip(real), 8080), client4, &tcp(TcpFlags::SYN | TcpFlags::ACK, b"")),
+                    500,
+                );
                 push(&mut frames, &mut t, frame((ip(real), 8080), client4, &data), 500);
             }
             push(&mut frames, &mut t, frame(client4, vip, &fin), 1000);
@@ -125,7 +130,10 @@ fn the_firmware_is_freestanding_and_decides_as_vsd_replay_does() {
     assert!(!dynamic.contains("INTERP") && !dynamic.contains("DYNAMIC"), "not a static binary:\n{dynamic}");
     let symbols = String::from_utf8(run(Command::new("nm").arg(&fw)).stdout).unwrap();
     for bad in ["malloc", "free", "calloc", "realloc", "__libc_start_main", "printf", "__rust_alloc", "__rdl_alloc"] {
-        assert!(!symbols.lines().any(|l| l.split_whitespace().last() == Some(bad)), "{bad} in the firmware:\n{symbols}");
+        assert!(
+            !symbols.lines().any(|l| l.split_whitespace().last() == Some(bad)),
+            "{bad} in the firmware:\n{symbols}"
+        );
     }
     assert!(!symbols.contains("GLIBC"), "glibc symbols in the firmware");
 
@@ -206,7 +214,11 @@ fn the_defmt_build_logs_into_its_ring_and_the_log_decodes() {
     assert_eq!(std::fs::read(dir.join("defmt.pcap")).unwrap(), std::fs::read(dir.join("plain.pcap")).unwrap());
     let log = std::fs::read(dir.join("defmt.log")).unwrap();
     assert!(!log.is_empty(), "the log ring is empty");
-    let decoder = Command::new("defmt-print").arg("-e").arg(&fw).stdin(std::fs::File::open(dir.join("defmt.log")).unwrap()).output();
+    let decoder = Command::new("defmt-print")
+        .arg("-e")
+        .arg(&fw)
+        .stdin(std::fs::File::open(dir.join("defmt.log")).unwrap())
+        .output();
     let Ok(decoded) = decoder else {
         assert!(std::env::var_os("CI").is_none(), "defmt-print is missing in CI");
         eprintln!("SKIP: defmt-print not installed (`cargo install defmt-print`); the ring holds {} bytes", log.len());
