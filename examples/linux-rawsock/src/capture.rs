@@ -19,8 +19,55 @@ pub(crate) struct Frame {
     pub(crate) data: Vec<u8>,
 }
 
+/// The link-layer type in a pcap header's 32-bit field: its lower 16 bits. The upper bits carry
+/// the FCS length (bits 28–31, in 16-bit units), valid only when the P bit (0x0400_0000) is set
+/// (pcap-savefile(5)): `Some(bytes)` of FCS at the end of every frame then.
+fn link_and_fcs(field: i32) -> (i32, usize) {
+    let field = field as u32;
+    let fcs = if field & 0x0400_0000 != 0 { ((field >> 28) as usize) * 2 } else { 0 };
+    ((field & 0xffff) as i32, fcs)
+}
+
+/// LINKTYPE_LINUX_SLL and LINKTYPE_LINUX_SLL2: Linux "cooked" captures (`tcpdump -i any`).
+const LINUX_SLL: i32 = 113;
+const LINUX_SLL2: i32 = 276;
+/// The packet type of a frame the capturing host sent (PACKET_OUTGOING).
+const OUTGOING: u16 = 4;
+
+/// An Ethernet frame for a cooked-capture record: the sender's address when it is a MAC, no
+/// destination (the engine does not read it), the protocol as the EtherType. `None` for frames
+/// the capturing host sent (vsd never sees its own output) and records too short.
+fn from_cooked(linktype: i32, data: &[u8]) -> Option<Vec<u8>> {
+    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (pkttype, halen, addr, protocol, header) = match linktype {
+        LINUX_SLL => (be16(0)?, be16(4)?, data.get(6..14)?, be16(14)?, 16),
+        _ => (u16::from(*data.get(10)?), u16::from(*data.get(11)?), data.get(12..20)?, be16(0)?, 20),
+    };
+    if pkttype == OUTGOING {
+        return None;
+    }
+    let mut frame = vec![0u8; 14];
+    if halen == 6 {
+        frame[6..12].copy_from_slice(addr.get(..6)?);
+    }
+    frame[12..14].copy_from_slice(&protocol.to_be_bytes());
+    frame.extend_from_slice(data.get(header..)?);
+    Some(frame)
+}
+
+/// A record as the engine takes it: Ethernet frames as they are (without a trailing FCS),
+/// cooked captures turned into Ethernet; `None` to skip (see [`from_cooked`]).
+fn normalise(linktype: i32, fcs: usize, data: &[u8]) -> Option<(i32, Vec<u8>)> {
+    let data = data.get(..data.len().saturating_sub(fcs))?;
+    match linktype {
+        LINUX_SLL | LINUX_SLL2 => from_cooked(linktype, data).map(|f| (1, f)),
+        other => Some((other, data.to_vec())),
+    }
+}
+
 /// Reads every frame of a pcap or pcapng file. pcapng timestamps are taken at the default
-/// microsecond resolution.
+/// microsecond resolution. The link type's FCS bits are honoured and Linux cooked captures
+/// (SLL, SLL2) are read as Ethernet; frames the capturing host sent are left out.
 pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
     let file = File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let mut capacity = 1 << 16;
@@ -28,7 +75,7 @@ pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
         PcapError::Incomplete(_) | PcapError::Eof => format!("{path}: too short to be a pcap or pcapng file"),
         e => format!("{path}: not a pcap or pcapng file ({e})"),
     })?;
-    let (mut link, mut nanos) = (Linktype(1), false);
+    let (mut link, mut fcs, mut nanos) = (1i32, 0usize, false);
     let mut interfaces: Vec<Linktype> = Vec::new();
     let mut frames = Vec::new();
     loop {
@@ -36,20 +83,24 @@ pub(crate) fn read(path: &str) -> Result<Vec<Frame>, String> {
             Ok((offset, block)) => {
                 match &block {
                     PcapBlockOwned::LegacyHeader(h) => {
-                        link = h.network;
+                        (link, fcs) = link_and_fcs(h.network.0);
                         nanos = h.is_nanosecond_precision();
                     }
                     PcapBlockOwned::Legacy(b) => {
                         let frac = if nanos { u64::from(b.ts_usec) / 1000 } else { u64::from(b.ts_usec) };
                         let ts_us = u64::from(b.ts_sec) * 1_000_000 + frac;
-                        frames.push(Frame { ts_us, linktype: link.0, data: b.data.to_vec() });
+                        if let Some((linktype, data)) = normalise(link, fcs, b.data) {
+                            frames.push(Frame { ts_us, linktype, data });
+                        }
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => interfaces.push(idb.linktype),
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                         let ts_us = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                         let linktype =
                             usize::try_from(epb.if_id).ok().and_then(|i| interfaces.get(i)).map_or(-1, |l| l.0);
-                        frames.push(Frame { ts_us, linktype, data: epb.packet_data().to_vec() });
+                        if let Some((linktype, data)) = normalise(linktype, 0, epb.packet_data()) {
+                            frames.push(Frame { ts_us, linktype, data });
+                        }
                     }
                     _ => {}
                 }

@@ -284,3 +284,91 @@ fn capture_errors_read_as_sentences() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("rules line 1: no scheduler of that name"), "{stderr}");
 }
+
+/// The records of a classic little-endian pcap: (record header, frame).
+fn records(pcap: &[u8]) -> Vec<([u8; 16], Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let header: [u8; 16] = pcap[at..at + 16].try_into().unwrap();
+        let len = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
+        out.push((header, pcap[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len;
+    }
+    out
+}
+
+/// A classic pcap with link-type field `link` of `frames` (record headers' lengths rewritten).
+fn pcap_with(link: u32, frames: &[([u8; 16], Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0];
+    out.extend_from_slice(&link.to_le_bytes());
+    for (header, frame) in frames {
+        let mut h = *header;
+        let len = u32::try_from(frame.len()).unwrap().to_le_bytes();
+        h[8..12].copy_from_slice(&len);
+        h[12..16].copy_from_slice(&len);
+        out.extend_from_slice(&h);
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+#[test]
+fn link_types_with_fcs_bits_and_linux_cooked_captures_replay() {
+    let dir = scratch("links");
+    assert!(vsd(&["demo", "--dir", dir.to_str().unwrap()]).status.success());
+    let rules = dir.join("rules.txt");
+    let frames = records(&std::fs::read(dir.join("sample.pcap")).unwrap());
+    let replay = |name: &str, pcap: Vec<u8>| {
+        let input = dir.join(format!("{name}.pcap"));
+        std::fs::write(&input, pcap).unwrap();
+        let out = dir.join(format!("{name}-out.pcap"));
+        let run = vsd(&[
+            "replay",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--in",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{name}: {stderr}");
+        (stderr.lines().next().unwrap_or_default().to_owned(), std::fs::read(out).unwrap())
+    };
+    let (plain, expected) = replay("plain", pcap_with(1, &frames));
+    assert!(plain.contains("transmitted 240"), "{plain}");
+    // FCS length bits without the P bit: the length is unknown, the frames are plain Ethernet
+    // (0x30000001, as in the tcpdump corpus).
+    assert_eq!(replay("fcs-unknown", pcap_with(0x3000_0001, &frames)).1, expected);
+    // With the P bit: every frame ends in 2 × 2 bytes of FCS, which the reader drops.
+    let with_fcs: Vec<_> =
+        frames.iter().map(|(h, f)| (*h, [f.as_slice(), &[0xde, 0xad, 0xbe, 0xef]].concat())).collect();
+    assert_eq!(replay("fcs", pcap_with(0x2400_0001, &with_fcs)).1, expected);
+    // Linux cooked captures: the same frames as `tcpdump -i any` records them, plus one the
+    // capturing host sent itself (left out).
+    let cooked = |v2: bool, outgoing: bool, f: &[u8]| {
+        let (pkttype, src, ethertype, payload) = (u8::from(outgoing) * 4, &f[6..12], &f[12..14], &f[14..]);
+        let mut c = Vec::new();
+        if v2 {
+            c.extend_from_slice(ethertype);
+            c.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 1, pkttype, 6]);
+        } else {
+            c.extend_from_slice(&[0, pkttype, 0, 1, 0, 6]);
+        }
+        c.extend_from_slice(src);
+        c.extend_from_slice(&[0, 0]);
+        if !v2 {
+            c.extend_from_slice(ethertype);
+        }
+        c.extend_from_slice(payload);
+        c
+    };
+    for (v2, link) in [(false, 113u32), (true, 276)] {
+        let mut cooked_frames: Vec<_> = frames.iter().map(|(h, f)| (*h, cooked(v2, false, f))).collect();
+        cooked_frames.push((frames[0].0, cooked(v2, true, &frames[0].1)));
+        let (summary, out) = replay(&format!("sll{link}"), pcap_with(link, &cooked_frames));
+        assert!(summary.contains("frames 240: transmitted 240"), "{link}: {summary}");
+        assert_eq!(out, expected, "link type {link}");
+    }
+}
