@@ -41,6 +41,10 @@ pub(crate) fn for_each_frame(
     let mut capacity = 1 << 16;
     let mut reader = create_reader(capacity, file).map_err(|e| format!("{path}: not a pcap or pcapng file: {e:?}"))?;
     let mut legacy_link = Linktype(0);
+    // Bytes of frame check sequence ending every frame of a pcap file, when its header says
+    // so: the link-type field's lower 16 bits are the link type; with the P bit (0x04000000)
+    // set, bits 28-31 give the FCS length in 16-bit units (pcap-savefile(5)).
+    let mut legacy_fcs = 0usize;
     let mut interfaces: Vec<Linktype> = Vec::new();
     let mut frame = 0u64;
     loop {
@@ -48,10 +52,14 @@ pub(crate) fn for_each_frame(
             Ok((offset, block)) => {
                 let record: Option<(Linktype, &[u8])> = match &block {
                     PcapBlockOwned::LegacyHeader(h) => {
-                        legacy_link = h.network;
+                        let field = h.network.0 as u32;
+                        legacy_link = Linktype((field & 0xffff) as i32);
+                        legacy_fcs = if field & 0x0400_0000 != 0 { (field >> 28) as usize * 2 } else { 0 };
                         None
                     }
-                    PcapBlockOwned::Legacy(b) => Some((legacy_link, b.data)),
+                    PcapBlockOwned::Legacy(b) => {
+                        Some((legacy_link, b.data.get(..b.data.len().saturating_sub(legacy_fcs)).unwrap_or(&[])))
+                    }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                         interfaces.clear();
                         None
