@@ -37,7 +37,15 @@ cargo bench --workspace --no-run -q
 
 if cargo fuzz --version >/dev/null 2>&1; then
     step "fuzz smoke run (${VS_FUZZ_SECONDS:-30} s)"
-    ./scripts/fuzz.sh "${VS_FUZZ_SECONDS:-30}" 2>&1 | grep -E '^(Done|stat::number_of_executed_units|==[0-9]+== ERROR|SUMMARY)' || true
+    # The whole log is kept and shown on failure: a build error or a crash fails the run.
+    fuzz_log=$(mktemp)
+    if ! ./scripts/fuzz.sh "${VS_FUZZ_SECONDS:-30}" >"$fuzz_log" 2>&1; then
+        cat "$fuzz_log"
+        echo "fuzz: the smoke run failed"
+        exit 1
+    fi
+    grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_log" || true
+    rm -f "$fuzz_log"
     if ls fuzz/artifacts/parse/crash-* >/dev/null 2>&1; then
         echo "fuzz: crash found: $(ls fuzz/artifacts/parse/crash-*)"
         exit 1
