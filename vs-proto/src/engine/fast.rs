@@ -445,8 +445,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         Some((found.mac, found.port))
     }
 
-    /// IPVS's per-real-server, per-service and global counters for one packet.
-    fn count_fast(&mut self, service: usize, slot: usize, bytes: usize, inbound: bool) {
+    /// IPVS's per-real-server, per-service and global counters for one packet (nothing for a
+    /// server that was removed: IPVS stops counting it).
+    pub(super) fn count_fast(&mut self, service: usize, slot: usize, bytes: usize, inbound: bool) {
         let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()) else {
             return;
         };

@@ -384,24 +384,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     pub(super) fn count(&mut self, index: ConnIndex, bytes: usize, inbound: bool) {
         let Some(conn) = self.conns.get(index) else { return };
         let (service, slot) = self.decode(conn.dest());
-        let Some(svc) = self.services.as_mut().get_mut(service).and_then(|s| s.0.as_mut()) else {
-            return;
-        };
-        let Some(Some(real)) = svc.reals.get_mut(slot) else {
-            return;
-        };
-        if !real.available {
-            return;
-        }
-        if inbound {
-            real.stats.count_in(bytes);
-            svc.stats.count_in(bytes);
-            self.stats.total.count_in(bytes);
-        } else {
-            real.stats.count_out(bytes);
-            svc.stats.count_out(bytes);
-            self.stats.total.count_out(bytes);
-        }
+        self.count_fast(service, slot, bytes, inbound);
     }
 
     /// The state a packet of `flow` moves a connection in `current` to (UDP and the rest have
