@@ -686,3 +686,33 @@ fn rates_every_two_seconds_and_zeroing() {
     assert_eq!(lab.engine.stats().total.conns, 0);
     assert!(lab.engine.zero_stats(Some(&ServiceKey::new(IpProtocol::TCP, vip().0, 81))).is_err());
 }
+
+#[test]
+fn editing_a_cross_family_tunnel_server_keeps_it_a_tunnel() {
+    let mut memory = vec![0u8; ConnTable::footprint(64)];
+    let table = ConnTable::new(&mut memory, 64, 1).unwrap();
+    let mut slots: Vec<ServiceSlot<4>> = (0..2).map(|_| ServiceSlot::default()).collect();
+    let mut e: Engine<'_, 4> = Engine::new(table, &mut slots[..], EngineConfig::default()).unwrap();
+    let key = ServiceKey::new(IpProtocol::TCP, vip().0, 80);
+    e.add_service(key, &ServiceConfig::default()).unwrap();
+    let v6: IpAddr = "2001:db8::1".parse().unwrap();
+    let tunnel =
+        RealConfig { addr: v6, port: 80, forward: Forward::Tunnel, weight: 1, upper_threshold: 0, lower_threshold: 0 };
+    // A v6 server on a v4 service: only as a tunnel, on add and on edit alike.
+    assert_eq!(
+        e.add_real(&key, &RealConfig { forward: Forward::Nat, ..tunnel }),
+        Err(vs_proto::engine::ConfigError::Invalid)
+    );
+    e.add_real(&key, &tunnel).unwrap();
+    assert_eq!(
+        e.edit_real(&key, &RealConfig { forward: Forward::Nat, ..tunnel }),
+        Err(vs_proto::engine::ConfigError::Invalid)
+    );
+    assert_eq!(
+        e.edit_real(&key, &RealConfig { forward: Forward::DirectRoute, ..tunnel }),
+        Err(vs_proto::engine::ConfigError::Invalid)
+    );
+    e.edit_real(&key, &RealConfig { weight: 5, ..tunnel }).unwrap();
+    let real = e.service(&key).unwrap().reals().next().unwrap();
+    assert_eq!((real.0.forward, real.1.weight), (Forward::Tunnel, 5));
+}

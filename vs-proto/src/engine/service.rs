@@ -340,11 +340,16 @@ impl<const D: usize> Service<D> {
         self.reals.iter().position(|r| r.is_some_and(|r| r.available && r.addr == addr && r.port == port))
     }
 
-    pub(crate) fn add_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
+    /// Only a tunnel may cross address families (ipvsadm refuses the rest).
+    fn check_family(&self, config: &RealConfig) -> Result<(), ConfigError> {
         if config.addr.is_ipv4() != self.key.addr.is_ipv4() && config.forward != Forward::Tunnel {
-            // Only a tunnel may cross families (ipvsadm refuses the rest).
             return Err(ConfigError::Invalid);
         }
+        Ok(())
+    }
+
+    pub(crate) fn add_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
+        self.check_family(config)?;
         // A removed server still draining keeps its slot; re-adding it is a new server here.
         let free = self.reals.iter().position(Option::is_none).ok_or(ConfigError::Full)?;
         let dest_config = DestConfig {
@@ -370,6 +375,9 @@ impl<const D: usize> Service<D> {
 
     pub(crate) fn edit_real(&mut self, config: &RealConfig) -> Result<(), ConfigError> {
         let slot = self.find_real(config.addr, config.port).ok_or(ConfigError::NotFound)?;
+        // The same rule as add_real: editing a v6 tunnel server of a v4 service to NAT would
+        // leave a server no packet of the service can be rewritten to.
+        self.check_family(config)?;
         let dest_config = DestConfig {
             weight: config.weight,
             upper_threshold: config.upper_threshold,
