@@ -785,6 +785,10 @@ mod tests {
                 let vb = general.process_parsed(&mut b, summary, 0, now, &neighbours);
                 proptest::prop_assert_eq!(va, vb);
                 proptest::prop_assert_eq!(a.data(), b.data());
+                if va == Verdict::Pass {
+                    // A packet handed to the host is the packet that arrived.
+                    proptest::prop_assert_eq!(a.data(), &frame[..]);
+                }
                 proptest::prop_assert_eq!(listing(&fast), listing(&general));
             }
         }
