@@ -528,12 +528,17 @@ fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], po
         let (head, l4) = ip.split_first_chunk_mut::<40>()?;
         head[7] = head[7].wrapping_sub(1);
         let field = if source { head.get_mut(8..24)? } else { head.get_mut(24..40)? };
-        let mut delta = 0;
-        for (old, new) in field.chunks_exact_mut(4).zip(addr.chunks_exact(4)) {
-            if let (Some(old), Some(new)) = (old.first_chunk_mut::<4>(), new.first_chunk::<4>()) {
-                delta += swap32(old, new);
-            }
-        }
+        let field = field.first_chunk_mut::<16>()?;
+        // The 128-bit change as four 32-bit words: their one's-complement sum folds to the
+        // same 16-bit value as the eight 16-bit words'.
+        let words = |x: u128| {
+            u64::from((x >> 96) as u32)
+                + u64::from((x >> 64) as u32)
+                + u64::from((x >> 32) as u32)
+                + u64::from(x as u32)
+        };
+        let delta = words(!u128::from_be_bytes(*field)) + words(u128::from_be_bytes(*addr));
+        *field = *addr;
         (delta, l4)
     } else {
         let (head, l4) = ip.split_first_chunk_mut::<20>()?;
