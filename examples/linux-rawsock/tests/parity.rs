@@ -2,6 +2,9 @@
 //! ICMP "fragmentation needed" about a reply is relayed to the real server, and tshark checks
 //! the output.
 
+mod common;
+use common::run_tshark;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,10 +101,8 @@ fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = cmd.output().ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
-    })
+    let out = run_tshark(&mut cmd)?;
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
 }
 
 const VIP: (u8, u8) = (0, 100);

@@ -2,6 +2,9 @@
 //! every checksum valid, the right addresses and ports in each direction, and rr spreading 30
 //! connections 10/10/10 over three real servers.
 
+mod common;
+use common::run_tshark;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,10 +28,7 @@ fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
+    let out = run_tshark(&mut cmd)?;
     Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
 }
 

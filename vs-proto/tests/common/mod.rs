@@ -92,7 +92,7 @@ pub(crate) fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) {
 }
 
 /// tshark's fields for every frame of a capture (all occurrences, comma-separated), or None
-/// when tshark is not installed.
+/// when tshark is not installed (see [`run_tshark`]).
 pub(crate) fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     let mut cmd = std::process::Command::new("tshark");
     cmd.args(["-n", "-r", path.to_str().unwrap(), "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"]);
@@ -111,8 +111,23 @@ pub(crate) fn tshark_fields(path: &std::path::Path, fields: &[&str]) -> Option<V
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = cmd.output().ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
-    })
+    let out = run_tshark(&mut cmd)?;
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
+}
+
+/// Runs tshark: its output, or `None` when tshark is not installed — which only a run outside CI
+/// may accept (`.ci/run` installs it; with `CI` set a missing tshark fails). A tshark that runs
+/// and fails on the capture fails the test.
+pub(crate) fn run_tshark(cmd: &mut std::process::Command) -> Option<std::process::Output> {
+    match cmd.output() {
+        Ok(out) => {
+            assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+            Some(out)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(std::env::var_os("CI").is_none(), "tshark is not installed, and CI must not skip");
+            None
+        }
+        Err(e) => panic!("cannot run tshark: {e}"),
+    }
 }
