@@ -745,6 +745,30 @@ mod tests {
         assert_eq!((v, fast), (Verdict::Pass, true));
     }
 
+    #[test]
+    fn a_packet_passed_after_a_refused_rewrite_is_the_packet_that_arrived() {
+        // NAT towards a server of the other family cannot be written: the general path hands
+        // the packet back, with its hop limit restored.
+        let mut l = lab();
+        let mut e = engine(&mut l);
+        let neighbours = |_: IpAddr| Some(MacAddr([2, 0, 0, 0, 0, 9]));
+        let original = frame((v4(200), 40000), (v4(100), 80), Some(TCP_ACK), b"data");
+        let mut storage = vec![0u8; 64 + original.len() + 64];
+        storage[64..64 + original.len()].copy_from_slice(&original);
+        let mut buf = PacketBuf::new(&mut storage, 64, original.len()).unwrap();
+        let summary = Summary::from_ethernet(buf.data()).unwrap();
+        let flow = crate::engine::Flow {
+            proto: IpProtocol::TCP,
+            src: (v4(200), 40000),
+            dst: (v4(100), 80),
+            flags: TcpFlags::ACK,
+            length: original.len() - 14,
+        };
+        let verdict = e.transmit_in(&mut buf, &summary, &flow, Forward::Nat, (v6(9), 8080), &neighbours);
+        assert_eq!(verdict, Verdict::Pass);
+        assert_eq!(buf.data(), &original[..]);
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
         /// The fast path decides exactly as the general path: the same verdicts, bytes,

@@ -428,6 +428,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
     ) -> Verdict {
         let mut summary = *summary;
         let caps = self.config.caps;
+        let saved = HopSnapshot::take(buf.data(), &summary);
         let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
         if rw.decrement_hop_limit().is_err() {
             self.stats.count_drop(DropReason::TtlExceeded);
@@ -438,12 +439,39 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         match forward {
             Forward::Nat => {
                 if rw.set_dst(real.0, real.1).is_err() {
+                    // set_dst checks before it writes: only the hop limit changed. The host
+                    // gets the packet as it arrived.
+                    saved.restore(buf.data_mut());
                     return self.pass();
                 }
                 self.send_to(buf, &mut summary, real.0, neighbours)
             }
             Forward::DirectRoute => self.send_to(buf, &mut summary, real.0, neighbours),
             Forward::Tunnel => self.tunnel(buf, &summary, flow, real.0, neighbours),
+        }
+    }
+}
+
+/// The bytes of an IP header that a hop-limit decrement changes (IPv4: TTL and header
+/// checksum; IPv6: the hop limit), kept so that a packet handed to the host after a later step
+/// refused can be given back as it arrived.
+pub(super) struct HopSnapshot {
+    at: usize,
+    bytes: [u8; 8],
+}
+
+impl HopSnapshot {
+    /// Bytes 4..12 of the IP header (covering TTL, protocol and checksum, or the hop limit).
+    pub(super) fn take(data: &[u8], summary: &Summary) -> HopSnapshot {
+        let at = summary.l3_offset + 4;
+        let bytes = data.get(at..).and_then(|b| b.first_chunk::<8>()).copied().unwrap_or_default();
+        HopSnapshot { at, bytes }
+    }
+
+    /// Puts them back.
+    pub(super) fn restore(&self, data: &mut [u8]) {
+        if let Some(b) = data.get_mut(self.at..).and_then(|b| b.first_chunk_mut::<8>()) {
+            *b = self.bytes;
         }
     }
 }

@@ -29,11 +29,14 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         self.count(index, flow.length, false);
         let virt = conn.virt();
         let mut summary = *summary;
+        let saved = super::inbound::HopSnapshot::take(buf.data(), &summary);
         let mut rw = Rewriter::new(buf.data_mut(), &mut summary, self.config.caps);
         if rw.decrement_hop_limit().is_err() {
             return self.drop(DropReason::TtlExceeded);
         }
         if rw.set_src(virt.0, virt.1).is_err() {
+            // set_src checks before it writes: only the hop limit changed.
+            saved.restore(buf.data_mut());
             return self.pass();
         }
         self.send_to(buf, &mut summary, flow.dst.0, neighbours)

@@ -114,6 +114,11 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
                 };
                 return Some(self.transmit_in(buf, summary, &flow, conn.forward(), real, neighbours));
             }
+            if quoted.src.is_ipv4() != real.0.is_ipv4() || summary.dst.map(|a| a.is_ipv4()) != Some(real.0.is_ipv4()) {
+                // Decided before any byte changes: a quote of the other family cannot be
+                // rewritten, and the host gets the error as it arrived.
+                return None;
+            }
             let mut summary = *summary;
             let caps = self.config.caps;
             let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
@@ -134,6 +139,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             self.count(index, length, false);
             let virt = conn.virt();
             let client = summary.dst?;
+            if quoted.src.is_ipv4() != virt.0.is_ipv4() || client.is_ipv4() != virt.0.is_ipv4() {
+                // As above: decided before any byte changes.
+                return None;
+            }
             let mut summary = *summary;
             let caps = self.config.caps;
             let mut rw = Rewriter::new(buf.data_mut(), &mut summary, caps);
