@@ -1016,12 +1016,15 @@ vs_status vs_process(vs_engine *engine, vs_packet *packet, uint64_t now_ms, vs_n
 /*
  Processes `count` packets in order (loading the table lines of a chunk together, so that
  cache misses overlap); `verdicts[i]` is packet `i`'s. Marked packets are processed one at a
- time in their place.
+ time in their place. `processed` (may be NULL) receives how many packets were processed:
+ `count` on success; when a packet descriptor is refused (a NULL or too small buffer, say),
+ the packets before it were processed and have their verdicts, that one and the rest were
+ not touched, and the error comes back.
 
  # Safety
  `packets` and `verdicts` must hold `count` elements; each packet as for `vs_process`.
  */
-vs_status vs_process_burst(vs_engine *engine, vs_packet *packets, vs_verdict *verdicts, size_t count, uint64_t now_ms, vs_neighbour_fn lookup, void *user);
+vs_status vs_process_burst(vs_engine *engine, vs_packet *packets, vs_verdict *verdicts, size_t count, uint64_t now_ms, vs_neighbour_fn lookup, void *user, size_t *processed);
 
 /*
  Expires connections whose timers ran out, visiting at most `budget` table slots from where

@@ -127,7 +127,10 @@ pub unsafe extern "C" fn vs_process(
 
 /// Processes `count` packets in order (loading the table lines of a chunk together, so that
 /// cache misses overlap); `verdicts[i]` is packet `i`'s. Marked packets are processed one at a
-/// time in their place.
+/// time in their place. `processed` (may be NULL) receives how many packets were processed:
+/// `count` on success; when a packet descriptor is refused (a NULL or too small buffer, say),
+/// the packets before it were processed and have their verdicts, that one and the rest were
+/// not touched, and the error comes back.
 ///
 /// # Safety
 /// `packets` and `verdicts` must hold `count` elements; each packet as for `vs_process`.
@@ -140,9 +143,11 @@ pub unsafe extern "C" fn vs_process_burst(
     now_ms: u64,
     lookup: vs_neighbour_fn,
     user: *mut c_void,
+    processed: *mut usize,
 ) -> vs_status {
     const CHUNK: usize = 32;
-    with_engine(engine, |e| {
+    let mut done = 0usize;
+    let status = with_engine(engine, |e| {
         let descs = slice_out(packets, count)?;
         let out = slice_out(verdicts, count)?;
         let neighbours = CNeighbours { lookup, user };
@@ -152,12 +157,23 @@ pub unsafe extern "C" fn vs_process_burst(
                     let mut buf = buffer_of(d)?;
                     *v = e.inner.process_marked(&mut buf, d.mark, now_ms, &neighbours).into();
                     (d.head, d.len) = (buf.head(), buf.len());
+                    done += 1;
                 }
                 continue;
             }
+            // Every descriptor up to the first refused one goes through as a burst.
             let mut bufs: heapless::Vec<PacketBuf<'_>, CHUNK> = heapless::Vec::new();
+            let mut refused = None;
             for d in descs.iter() {
-                let _ = bufs.push(buffer_of(d)?);
+                match buffer_of(d) {
+                    Ok(b) => {
+                        let _ = bufs.push(b);
+                    }
+                    Err(status) => {
+                        refused = Some(status);
+                        break;
+                    }
+                }
             }
             let mut results = [Verdict::Pass; CHUNK];
             let n = e.inner.process_burst(&mut bufs, now_ms, &neighbours, &mut results);
@@ -165,9 +181,17 @@ pub unsafe extern "C" fn vs_process_burst(
                 (d.head, d.len) = (b.head(), b.len());
                 *v = (*r).into();
             }
+            done += n;
+            if let Some(status) = refused {
+                return Err(status);
+            }
         }
         Ok(())
-    })
+    });
+    if !processed.is_null() && write_out(processed, done).is_err() {
+        return vs_status::VS_ERR_INVALID;
+    }
+    status
 }
 
 /// Expires connections whose timers ran out, visiting at most `budget` table slots from where

@@ -330,7 +330,7 @@ static void test_fwmark_burst(vs_engine *e) {
         vs_packet p = {bufs[i], sizeof bufs[i], 16, len, i == 1 ? 0u : 7u};
         packets[i] = p;
     }
-    CHECK_STATUS(vs_process_burst(e, packets, verdicts, 3, 6000, neighbours, NULL), VS_OK);
+    CHECK_STATUS(vs_process_burst(e, packets, verdicts, 3, 6000, neighbours, NULL, NULL), VS_OK);
     CHECK(verdicts[0].action == VS_TRANSMIT && verdicts[0].next_hop.bytes[3] == 7);
     CHECK(verdicts[1].action == VS_PASS); /* unmarked: no service on port 9999 */
     CHECK(verdicts[2].action == VS_TRANSMIT && bufs[2][16 + 5] == 7);
@@ -396,7 +396,9 @@ static void test_burst_stats_sweep(vs_engine *e) {
         vs_packet p = {bufs[i], sizeof bufs[i], 16, len, 0};
         packets[i] = p;
     }
-    CHECK_STATUS(vs_process_burst(e, packets, verdicts, N, 4000, neighbours, NULL), VS_OK);
+    size_t processed = 0;
+    CHECK_STATUS(vs_process_burst(e, packets, verdicts, N, 4000, neighbours, NULL, &processed), VS_OK);
+    CHECK(processed == N);
     int transmitted = 0;
     for (int i = 0; i < N; i++) {
         const uint8_t *ip = bufs[i] + 16 + 14;
@@ -436,6 +438,19 @@ static void test_burst_stats_sweep(vs_engine *e) {
     CHECK(expired == ALL);
     CHECK_STATUS(vs_engine_stats(e, &g), VS_OK);
     CHECK(g.conns == 0 && g.expired == expired);
+
+    /* A refused descriptor stops the burst there, and the count says how far it got: the
+       first packet (for no service) was processed, the second lies outside its buffer, the
+       third was not touched. */
+    static uint8_t stranger[128];
+    size_t slen = tcp_frame(stranger + 16, CLIENT_MAC, DIRECTOR_MAC, CLIENT, 50999, CLIENT, 80, 0x10, "");
+    vs_packet three[3] = {{stranger, sizeof stranger, 16, slen, 0}, {bufs[1], sizeof bufs[1], 100, 64, 0}, {bufs[2], sizeof bufs[2], 16, 54, 0}};
+    vs_verdict out[3];
+    memset(out, 0xff, sizeof out);
+    processed = 99;
+    CHECK_STATUS(vs_process_burst(e, three, out, 3, 8000000, neighbours, NULL, &processed), VS_ERR_INVALID);
+    CHECK(processed == 1);
+    CHECK(out[0].action == VS_PASS && out[2].action == 0xff);
 }
 
 static void test_config(vs_engine *e) {
@@ -563,8 +578,8 @@ static void test_misuse(vs_engine *e) {
     CHECK_STATUS(vs_process(e, &r, 0, neighbours, NULL, NULL), VS_ERR_NULL);
     CHECK_STATUS(vs_process(e, &r, 0, neighbours, NULL, &v), VS_OK);
     CHECK(v.action == VS_PASS); /* garbage is the host's problem, not a crash */
-    CHECK_STATUS(vs_process_burst(e, NULL, &v, 1, 0, neighbours, NULL), VS_ERR_NULL);
-    CHECK_STATUS(vs_process_burst(e, NULL, NULL, 0, 0, neighbours, NULL), VS_OK);
+    CHECK_STATUS(vs_process_burst(e, NULL, &v, 1, 0, neighbours, NULL, NULL), VS_ERR_NULL);
+    CHECK_STATUS(vs_process_burst(e, NULL, NULL, 0, 0, neighbours, NULL, NULL), VS_OK);
     size_t n = 0;
     CHECK_STATUS(vs_service_list(e, NULL, 0, &n), VS_OK);
     CHECK(n == 8);
