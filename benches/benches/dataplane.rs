@@ -22,19 +22,25 @@ use vs_proto::conn::Forward;
 use vs_proto::engine::{Engine, Verdict};
 use vs_proto::wire::PacketBuf;
 
-/// One packet per iteration through `Engine::process`, cycling over `frames`.
-fn process_each(engine: &mut Engine<'static, 256>, frames: &[Vec<u8>], iters: u64) -> Duration {
-    let mut storage = vec![0u8; SLOT];
+/// Times `iters` calls of `each`, one per frame, cycling over `frames` (in their shuffled order).
+fn each_frame(frames: &[Vec<u8>], iters: u64, mut each: impl FnMut(&[u8])) -> Duration {
     let mut k = 0;
     let start = Instant::now();
     for _ in 0..iters {
-        let f = &frames[k];
+        each(&frames[k]);
         k = if k + 1 == frames.len() { 0 } else { k + 1 };
+    }
+    start.elapsed()
+}
+
+/// One packet per iteration through `Engine::process`, copied into a buffer with headroom.
+fn process_each(engine: &mut Engine<'static, 256>, frames: &[Vec<u8>], iters: u64) -> Duration {
+    let mut storage = vec![0u8; SLOT];
+    each_frame(frames, iters, |f| {
         storage[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         let mut buf = PacketBuf::new(&mut storage, HEADROOM, f.len()).unwrap();
         black_box(engine.process(black_box(&mut buf), 1, &neighbours));
-    }
-    start.elapsed()
+    })
 }
 
 /// Bursts of 32 through `Engine::process_burst`; the time is for `iters` packets.
@@ -93,16 +99,11 @@ fn established(c: &mut Criterion) {
 
 fn baseline_each(baseline: &Baseline, frames: &[Vec<u8>], iters: u64) -> Duration {
     let mut storage = vec![0u8; SLOT];
-    let mut k = 0;
-    let start = Instant::now();
-    for _ in 0..iters {
-        let f = &frames[k];
-        k = if k + 1 == frames.len() { 0 } else { k + 1 };
+    each_frame(frames, iters, |f| {
         let buf = &mut storage[..f.len()];
         buf.copy_from_slice(f);
         assert!(baseline.nat(black_box(buf)));
-    }
-    start.elapsed()
+    })
 }
 
 fn large(c: &mut Criterion) {

@@ -13,6 +13,12 @@ fn vsd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vsd")).args(args).output().expect("vsd runs")
 }
 
+/// `vsd replay --rules RULES --in INPUT --out OUTPUT EXTRA...`.
+fn replay(rules: &Path, input: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
+    let files = ["replay", "--rules", rules.to_str().unwrap(), "--in", input.to_str().unwrap(), "--out"];
+    vsd(&[&files[..], &[output.to_str().unwrap()], extra].concat())
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vsd-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -199,15 +205,7 @@ fn the_demo_files_replay_as_they_are_with_neighbours_learnt_from_the_capture() {
     assert!(vsd(&["demo", "--dir", dir.to_str().unwrap()]).status.success());
     let (rules, sample) = (dir.join("rules.txt"), dir.join("sample.pcap"));
     let out = dir.join("again.pcap");
-    let run = vsd(&[
-        "replay",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--in",
-        sample.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = replay(&rules, &sample, &out, &[]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(String::from_utf8_lossy(&run.stderr).contains("frames 240: transmitted 240"));
     // The same frames as the demo, which gave every neighbour explicitly.
@@ -242,15 +240,7 @@ fn capture_errors_read_as_sentences() {
     let empty = dir.join("empty.pcap");
     std::fs::write(&empty, b"\xd4\xc3").unwrap();
     let out = dir.join("out.pcap");
-    let run = vsd(&[
-        "replay",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--in",
-        empty.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = replay(&rules, &empty, &out, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(stderr.contains("too short to be a pcap or pcapng file"), "{stderr}");
@@ -259,28 +249,12 @@ fn capture_errors_read_as_sentences() {
     let whole = std::fs::read(dir.join("sample.pcap")).unwrap();
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &whole[..whole.len() - 10]).unwrap();
-    let run = vsd(&[
-        "replay",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--in",
-        cut.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = replay(&rules, &cut, &out, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("truncated: the record after frame 239 is cut short"), "{stderr}");
     // Rules errors are sentences with their line.
     std::fs::write(&cut, &whole).unwrap();
-    let run = vsd(&[
-        "replay",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--in",
-        cut.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = replay(&rules, &cut, &out, &[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("rules line 1: no scheduler of that name"), "{stderr}");
 }
@@ -323,15 +297,7 @@ fn link_types_with_fcs_bits_and_linux_cooked_captures_replay() {
         let input = dir.join(format!("{name}.pcap"));
         std::fs::write(&input, pcap).unwrap();
         let out = dir.join(format!("{name}-out.pcap"));
-        let run = vsd(&[
-            "replay",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--in",
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let run = replay(&rules, &input, &out, &[]);
         let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
         assert!(run.status.success(), "{name}: {stderr}");
         (stderr.lines().next().unwrap_or_default().to_owned(), std::fs::read(out).unwrap())

@@ -118,7 +118,8 @@ pub struct NewConn {
     pub template: bool,
 }
 
-fn octets(addr: IpAddr) -> [u8; 16] {
+/// An address in the table's form (IPv4 in the first four bytes).
+pub(crate) fn octets(addr: IpAddr) -> [u8; 16] {
     match addr {
         IpAddr::V4(a) => {
             let mut o = [0u8; 16];

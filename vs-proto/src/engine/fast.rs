@@ -16,10 +16,10 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{DropReason, Engine, ServiceSlot, Verdict, expired, ticks, timeout_ticks};
-use crate::conn::table::{RawKey, addr_word};
-use crate::conn::{ConnIndex, ConnState, Forward, TableMemory};
+use crate::conn::table::{RawKey, addr_word, octets};
+use crate::conn::{Conn, ConnIndex, ConnState, Forward, TableMemory};
 use crate::wire::encap::encapsulate_at;
-use crate::wire::{Checksum, ChecksumCaps, MacAddr, PacketBuf, TunnelHeader, checksum};
+use crate::wire::{Checksum, ChecksumCaps, MacAddr, PacketBuf, checksum};
 
 /// Where the fields of a plain TCP/UDP packet are.
 #[derive(Debug, Clone, Copy)]
@@ -169,7 +169,7 @@ impl AddrFilter {
     }
 
     pub(super) fn add(&mut self, addr: IpAddr) {
-        let bit = Self::bit(addr_word(&stored(addr)));
+        let bit = Self::bit(addr_word(&octets(addr)));
         if let Some(word) = self.0.get_mut(bit / 64) {
             *word |= 1 << (bit % 64);
         }
@@ -178,20 +178,6 @@ impl AddrFilter {
     fn may_hold(&self, addr: u128) -> bool {
         let bit = Self::bit(addr);
         self.0.get(bit / 64).is_some_and(|w| w & (1 << (bit % 64)) != 0)
-    }
-}
-
-/// An address in the table's form.
-fn stored(addr: IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(a) => {
-            let mut o = [0u8; 16];
-            if let Some(head) = o.first_chunk_mut::<4>() {
-                *head = a.octets();
-            }
-            o
-        }
-        IpAddr::V6(a) => a.octets(),
     }
 }
 
@@ -293,10 +279,12 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         None
     }
 
-    /// The state an established connection keeps, if `conn` is one that `plain` cannot move.
-    fn steady_state(plain: &Plain, state: u8) -> Option<ConnState> {
+    /// Connection `index` with the state it keeps, if it is one `plain` cannot move
+    /// (ESTABLISHED for TCP, UDP for UDP) and its timer has not run out.
+    fn steady(&self, index: ConnIndex, plain: &Plain, now: u32) -> Option<(&Conn, ConnState)> {
+        let conn = self.conns.get(index)?;
         let steady = if plain.proto == 6 { ConnState::Established } else { ConnState::Udp };
-        (state == steady as u8).then_some(steady)
+        (conn.state_index() == steady as u8 && !expired(conn.expires(), now)).then_some((conn, steady))
     }
 
     /// Client → real server on an established connection.
@@ -308,11 +296,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now: u32,
         neighbours: &impl super::Neighbours,
     ) -> Option<Verdict> {
-        let conn = self.conns.get(index)?;
-        let state = Self::steady_state(plain, conn.state_index())?;
-        if expired(conn.expires(), now) {
-            return None;
-        }
+        let (conn, state) = self.steady(index, plain, now)?;
         let (dest, forward, real, real_addr, real_port) =
             (conn.dest(), conn.forward(), conn.real().0, *conn.daddr_bytes(), conn.dport());
         let (service, slot) = self.decode(dest);
@@ -352,7 +336,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             address_frame(data, ethernet, mac_src, mac);
             return Some(Verdict::Transmit { next_hop: real, port });
         };
-        let header = self.tunnel_header(buf.data(), plain, outer, real);
+        let header = self.outer_header(buf.data(), plain.l3, plain.v6, outer, real);
         if encapsulate_at(buf, plain.l3, plain.end, plain.v6, ethernet, &header).is_err() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
@@ -369,9 +353,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now: u32,
         neighbours: &impl super::Neighbours,
     ) -> Option<Verdict> {
-        let conn = self.conns.get(index)?;
-        let state = Self::steady_state(plain, conn.state_index())?;
-        if conn.forward() != Forward::Nat || expired(conn.expires(), now) {
+        let (conn, state) = self.steady(index, plain, now)?;
+        if conn.forward() != Forward::Nat {
             return None;
         }
         let (dest, virt_addr, virt_port) = (conn.dest(), *conn.vaddr_bytes(), conn.vport());
@@ -400,26 +383,6 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         };
         let fits = plain.end - plain.l3 + outer_len <= usize::from(self.config.mtu) && buf.headroom() >= outer_len;
         fits.then_some(outer)
-    }
-
-    /// The outer header for a tunnelled packet whose TTL was already decremented.
-    fn tunnel_header(&mut self, data: &[u8], plain: &Plain, src: IpAddr, dst: IpAddr) -> TunnelHeader {
-        let ip = data.get(plain.l3..).unwrap_or(&[]);
-        let (ttl, tos, dont_frag) = if plain.v6 {
-            let tc = match ip {
-                [a, b, ..] => (a << 4) | (b >> 4),
-                _ => 0,
-            };
-            (ip.get(7).copied().unwrap_or(64), tc, false)
-        } else {
-            (
-                ip.get(8).copied().unwrap_or(64),
-                ip.get(1).copied().unwrap_or(0),
-                ip.get(6).is_some_and(|b| b & 0x40 != 0),
-            )
-        };
-        self.ip_ident = self.ip_ident.wrapping_add(1);
-        TunnelHeader { src, dst, ttl, tos, dont_frag, ident: if dont_frag { 0 } else { self.ip_ident } }
     }
 
     /// The neighbour for a real server: from the cache while fresh, else from the host.

@@ -81,7 +81,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let outer_len = if real.is_ipv4() { Ipv4Header::LEN } else { Ipv6Header::LEN };
         let inner_len = summary.l3_end.saturating_sub(summary.l3_offset);
         let mtu = usize::from(self.config.mtu);
-        let (ttl, tos, dont_frag) = inner_ttl_tos_df(buf.data(), summary);
+        let v6 = summary.l3 == L3::Ipv6;
+        let (_, _, dont_frag) = inner_ttl_tos_df(buf.data(), summary.l3_offset, v6);
         if inner_len + outer_len > mtu {
             // IPv6 never fragments on the way; IPv4 only without DF (not done here: dropped).
             if dont_frag || summary.l3 == L3::Ipv6 {
@@ -93,15 +94,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             }
             return self.drop(DropReason::TooBig);
         }
-        self.ip_ident = self.ip_ident.wrapping_add(1);
-        let outer = TunnelHeader {
-            src: outer_src,
-            dst: real,
-            ttl,
-            tos,
-            dont_frag,
-            ident: if dont_frag { 0 } else { self.ip_ident },
-        };
+        // The identification advances only for packets that go out.
+        let outer = self.outer_header(buf.data(), summary.l3_offset, v6, outer_src, real);
         match encapsulate(buf, summary, &outer) {
             Ok(mut outer_summary) => self.send_to(buf, &mut outer_summary, real, neighbours),
             Err(_) => self.drop(DropReason::NoHeadroom),
@@ -121,22 +115,35 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         let mut icmp = icmp_error(buf, summary, kind, from).ok()?;
         Some(self.send_to(buf, &mut icmp, client, neighbours))
     }
+
+    /// The outer header of a tunnelled packet whose inner header (at `l3`, its hop limit
+    /// already decremented) gives TTL, TOS and DF; a new IPv4 identification when DF is clear.
+    pub(super) fn outer_header(
+        &mut self,
+        packet: &[u8],
+        l3: usize,
+        v6: bool,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> TunnelHeader {
+        let (ttl, tos, dont_frag) = inner_ttl_tos_df(packet, l3, v6);
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        TunnelHeader { src, dst, ttl, tos, dont_frag, ident: if dont_frag { 0 } else { self.ip_ident } }
+    }
 }
 
-/// TTL / hop limit, TOS / traffic class and DF of the (already decremented) inner header.
-fn inner_ttl_tos_df(packet: &[u8], summary: &Summary) -> (u8, u8, bool) {
-    let header = packet.get(summary.l3_offset..).unwrap_or(&[]);
-    match summary.l3 {
-        L3::Ipv6 => {
-            let tc = match header {
-                [a, b, ..] => (a << 4) | (b >> 4),
-                _ => 0,
-            };
-            (header.get(7).copied().unwrap_or(64), tc, false)
-        }
-        _ => {
-            let df = header.get(6).is_some_and(|b| b & 0x40 != 0);
-            (header.get(8).copied().unwrap_or(64), header.get(1).copied().unwrap_or(0), df)
-        }
+/// TTL / hop limit, TOS / traffic class and DF of the (already decremented) inner header that
+/// starts at `l3`.
+fn inner_ttl_tos_df(packet: &[u8], l3: usize, v6: bool) -> (u8, u8, bool) {
+    let header = packet.get(l3..).unwrap_or(&[]);
+    if v6 {
+        let tc = match header {
+            [a, b, ..] => (a << 4) | (b >> 4),
+            _ => 0,
+        };
+        (header.get(7).copied().unwrap_or(64), tc, false)
+    } else {
+        let df = header.get(6).is_some_and(|b| b & 0x40 != 0);
+        (header.get(8).copied().unwrap_or(64), header.get(1).copied().unwrap_or(0), df)
     }
 }
