@@ -523,6 +523,8 @@ typedef struct {
 /*
  The host's neighbour lookup: fill `mac` (6 bytes) and `port` for `next_hop` and return
  true, or return false when it is unknown (the packet is then dropped as "no neighbour").
+ The engine caches a real server's answer for up to one second of host time
+ (`vs_flush_neighbours` forgets them); clients' neighbours are asked for every reply.
  */
 typedef bool (*vs_neighbour_fn)(void *user, const vs_addr *next_hop, uint8_t *mac, uint16_t *port);
 
@@ -1025,6 +1027,13 @@ vs_status vs_process(vs_engine *engine, vs_packet *packet, uint64_t now_ms, vs_n
  `packets` and `verdicts` must hold `count` elements; each packet as for `vs_process`.
  */
 vs_status vs_process_burst(vs_engine *engine, vs_packet *packets, vs_verdict *verdicts, size_t count, uint64_t now_ms, vs_neighbour_fn lookup, void *user, size_t *processed);
+
+/*
+ Forgets the neighbours the engine cached for real servers, so that the next packet to each
+ asks the lookup callback again. Call it when the host's neighbour or route table changes;
+ otherwise a cached answer is used for at most one second of host time.
+ */
+vs_status vs_flush_neighbours(vs_engine *engine);
 
 /*
  Expires connections whose timers ran out, visiting at most `budget` table slots from where

@@ -65,6 +65,8 @@ impl From<Verdict> for vs_verdict {
 
 /// The host's neighbour lookup: fill `mac` (6 bytes) and `port` for `next_hop` and return
 /// true, or return false when it is unknown (the packet is then dropped as "no neighbour").
+/// The engine caches a real server's answer for up to one second of host time
+/// (`vs_flush_neighbours` forgets them); clients' neighbours are asked for every reply.
 pub type vs_neighbour_fn =
     Option<unsafe extern "C" fn(user: *mut c_void, next_hop: *const vs_addr, mac: *mut u8, port: *mut u16) -> bool>;
 
@@ -192,6 +194,17 @@ pub unsafe extern "C" fn vs_process_burst(
         return vs_status::VS_ERR_INVALID;
     }
     status
+}
+
+/// Forgets the neighbours the engine cached for real servers, so that the next packet to each
+/// asks the lookup callback again. Call it when the host's neighbour or route table changes;
+/// otherwise a cached answer is used for at most one second of host time.
+#[unsafe(no_mangle)]
+pub extern "C" fn vs_flush_neighbours(engine: *mut vs_engine) -> vs_status {
+    with_engine(engine, |e| {
+        e.inner.flush_neighbours();
+        Ok(())
+    })
 }
 
 /// Expires connections whose timers ran out, visiting at most `budget` table slots from where

@@ -53,7 +53,9 @@ fn c_suite(name: &str, link: &[String]) -> u32 {
         .args(link)
         .arg("-o")
         .arg(&exe));
-    let output = run(&mut Command::new(&exe));
+    // cargo puts its own deps directories on LD_LIBRARY_PATH, which outranks the executable's
+    // RUNPATH: without this the shared-library run could load a stale libvs_ffi.so from there.
+    let output = run(Command::new(&exe).env_remove("LD_LIBRARY_PATH"));
     eprintln!("{name}: {output}");
     let summary = output.lines().last().unwrap_or_default();
     assert!(summary.contains(" 0 failures"), "{name}: {output}");

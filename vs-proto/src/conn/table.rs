@@ -264,11 +264,6 @@ impl Conn {
         self.vport
     }
 
-    /// Real server port.
-    pub(crate) fn dport(&self) -> u16 {
-        self.dport
-    }
-
     /// The state's index, without decoding it.
     pub(crate) fn state_index(&self) -> u8 {
         self.state

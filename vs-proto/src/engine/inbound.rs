@@ -88,16 +88,25 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             Ok(Scheduled::OnePacket { forward, real }) => {
                 self.transmit_in(buf, &summary, &flow, forward, real, neighbours)
             }
-            Err(DropReason::NoDestination) => {
-                self.stats.count_drop(DropReason::NoDestination);
-                // IPVS answers with ICMP port unreachable from the VIP (`ip_vs_leave`).
-                match self.answer(buf, &summary, IcmpError::PortUnreachable, dst, neighbours) {
-                    Some(v) => v,
-                    None => Verdict::Drop(DropReason::NoDestination),
-                }
-            }
-            Err(reason) => self.drop(reason),
+            Err(reason) => self.refuse_new(buf, &summary, reason, neighbours),
         }
+    }
+
+    /// A new connection that could not be opened: with no destination IPVS answers with ICMP
+    /// port unreachable from the virtual address (`ip_vs_leave`); anything else is dropped.
+    pub(super) fn refuse_new(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        summary: &Summary,
+        reason: DropReason,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        if reason != DropReason::NoDestination {
+            return self.drop(reason);
+        }
+        self.stats.count_drop(reason);
+        let Some(vip) = summary.dst else { return Verdict::Drop(reason) };
+        self.answer(buf, summary, IcmpError::PortUnreachable, vip, neighbours).unwrap_or(Verdict::Drop(reason))
     }
 
     /// The service a new connection from this packet belongs to.

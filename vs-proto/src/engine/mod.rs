@@ -485,8 +485,30 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now_ms: u64,
         neighbours: &impl Neighbours,
     ) -> Verdict {
-        if let Some(plain) = fast::plain(buf.data(), self.config.ethernet)
-            && let Some(verdict) = self.fast_path(buf, &plain, now_ms, neighbours)
+        let mut maybe_new = None;
+        if let Some(plain) = fast::plain(buf.data(), self.config.ethernet) {
+            match self.fast_path(buf, &plain, mark, now_ms, neighbours) {
+                Ok(verdict) => return verdict,
+                Err(new) => maybe_new = new.then_some(plain),
+            }
+        }
+        self.process_general(buf, maybe_new, mark, now_ms, neighbours)
+    }
+
+    /// The packets the established fast path did not decide: a new connection the fast path
+    /// can open (`maybe_new`, the packet's fields), or the general path. Kept out of line so that the established
+    /// path, inlined into the host's loop, keeps its registers.
+    #[inline(never)]
+    fn process_general(
+        &mut self,
+        buf: &mut PacketBuf<'_>,
+        maybe_new: Option<fast::Plain>,
+        mark: u32,
+        now_ms: u64,
+        neighbours: &impl Neighbours,
+    ) -> Verdict {
+        if let Some(plain) = maybe_new
+            && let Some(verdict) = self.fast_new(buf, &plain, ticks(now_ms), now_ms, neighbours)
         {
             return verdict;
         }
