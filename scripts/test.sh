@@ -36,20 +36,16 @@ step "benchmarks compile"
 cargo bench --workspace --no-run -q
 
 if cargo fuzz --version >/dev/null 2>&1; then
-    step "fuzz smoke run (${VS_FUZZ_SECONDS:-30} s)"
+    step "fuzz smoke run (${VS_FUZZ_SECONDS:-20} s per target)"
     # The whole log is kept and shown on failure: a build error or a crash fails the run.
     fuzz_log=$(mktemp)
-    if ! ./scripts/fuzz.sh "${VS_FUZZ_SECONDS:-30}" >"$fuzz_log" 2>&1; then
+    if ! ./scripts/fuzz.sh "${VS_FUZZ_SECONDS:-20}" >"$fuzz_log" 2>&1; then
         cat "$fuzz_log"
         echo "fuzz: the smoke run failed"
         exit 1
     fi
-    grep -E '^(Done|stat::number_of_executed_units)' "$fuzz_log" || true
+    grep -E '^(== fuzz|Done|stat::number_of_executed_units)' "$fuzz_log"
     rm -f "$fuzz_log"
-    if ls fuzz/artifacts/parse/crash-* >/dev/null 2>&1; then
-        echo "fuzz: crash found: $(ls fuzz/artifacts/parse/crash-*)"
-        exit 1
-    fi
 else
     echo "SKIP: fuzz smoke run (cargo-fuzz not installed; .ci/run installs it)"
 fi

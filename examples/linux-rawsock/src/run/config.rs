@@ -80,13 +80,20 @@ impl Config {
                     service.reals.push(real);
                 }
                 Rule::Check { key, addr, port, spec } => {
-                    let known = config.services.iter().any(|s| {
-                        s.key == key && s.reals.iter().any(|r| r.addr == addr && (r.port == port || port == 0))
-                    });
-                    if !known {
-                        return Err(format!("line {line}: check for a real server that is not configured"));
-                    }
-                    let port = if port == 0 { key.port } else { port };
+                    // Port 0 names the real server at that address, whatever its port.
+                    let ports: Vec<u16> = config
+                        .services
+                        .iter()
+                        .filter(|s| s.key == key)
+                        .flat_map(|s| s.reals.iter())
+                        .filter(|r| r.addr == addr && (r.port == port || port == 0))
+                        .map(|r| r.port)
+                        .collect();
+                    let port = match ports[..] {
+                        [] => return Err(format!("line {line}: check for a real server that is not configured")),
+                        [port] => port,
+                        _ => return Err(format!("line {line}: several real servers at {addr}: give the port")),
+                    };
                     let text_line = text.lines().nth(line - 1).unwrap_or_default().trim().to_owned();
                     config.checks.push(CheckRule { service: key, addr, port, spec, line: text_line });
                 }
@@ -392,4 +399,32 @@ pub(crate) fn service_name(key: &ServiceKey) -> String {
     }
     let proto = if key.proto == vs_proto::wire::IpProtocol::TCP { "TCP" } else { "UDP" };
     format!("{proto} {}", endpoint_text(key.addr, key.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = "-A -t 198.18.0.100:80 -s wlc\n\
+                         -a -t 198.18.0.100:80 -r 198.18.1.1:8080 -m\n\
+                         check -t 198.18.0.100:80 -r 198.18.1.1 tcp\n";
+
+    #[test]
+    fn a_check_without_a_port_names_the_real_server_at_that_address() {
+        // Found by the rules fuzz target: the check used to take the service's port (80),
+        // naming no real server, and was lost when the configuration was saved.
+        let config = Config::parse(RULES).unwrap();
+        assert_eq!(config.checks.len(), 1);
+        assert_eq!((config.checks[0].addr, config.checks[0].port), ("198.18.1.1".parse().unwrap(), 8080));
+        let again = Config::parse(&config.save_text()).unwrap();
+        assert_eq!(again.checks.len(), 1, "the check survives a save:\n{}", config.save_text());
+        assert_eq!(again.checks[0].port, 8080);
+    }
+
+    #[test]
+    fn a_check_without_a_port_on_an_address_with_several_real_servers_is_refused() {
+        let text = RULES.replace("check", "-a -t 198.18.0.100:80 -r 198.18.1.1:8081 -m\ncheck");
+        let error = Config::parse(&text).unwrap_err();
+        assert!(error.contains("line 4") && error.contains("give the port"), "{error}");
+    }
 }

@@ -17,7 +17,7 @@
 //! Every answer has `"ok":true` or `"ok":false` with an `error` message.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
@@ -278,25 +278,34 @@ impl ConnRow {
 
 /// A request line.
 #[derive(Debug, Deserialize)]
-struct Request {
-    op: String,
+pub(crate) struct Request {
+    pub(crate) op: String,
     #[serde(default)]
-    rules: Option<String>,
+    pub(crate) rules: Option<String>,
     #[serde(default)]
-    tcp: u32,
+    pub(crate) tcp: u32,
     #[serde(default)]
-    tcpfin: u32,
+    pub(crate) tcpfin: u32,
     #[serde(default)]
-    udp: u32,
+    pub(crate) udp: u32,
     #[serde(default)]
-    commands: Vec<super::ipvs::IpvsCommand>,
+    pub(crate) commands: Vec<super::ipvs::IpvsCommand>,
+}
+
+/// The longest request line accepted (a whole rules file fits many times over); a longer one
+/// is answered with an error and the connection is closed.
+pub(crate) const MAX_REQUEST: usize = 1 << 20;
+
+/// Decodes a request line; the message for one that is not a request.
+pub(crate) fn decode(line: &str) -> Result<Request, String> {
+    serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))
 }
 
 /// Answers one request line.
 pub(crate) fn handle(director: &Mutex<Director>, line: &str) -> serde_json::Value {
-    let request: Request = match serde_json::from_str(line) {
+    let request = match decode(line) {
         Ok(r) => r,
-        Err(e) => return serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+        Err(e) => return serde_json::json!({"ok": false, "error": e}),
     };
     let Ok(mut d) = director.lock() else { return serde_json::json!({"ok": false, "error": "director poisoned"}) };
     let result: Result<serde_json::Value, String> = match request.op.as_str() {
@@ -330,12 +339,25 @@ pub(crate) fn handle(director: &Mutex<Director>, line: &str) -> serde_json::Valu
 fn serve_client(director: &Mutex<Director>, stream: UnixStream) {
     let Ok(reader) = stream.try_clone() else { return };
     let mut writer = stream;
-    for line in BufReader::new(reader).lines() {
-        let Ok(line) = line else { return };
-        if line.trim().is_empty() {
-            continue;
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // At most one byte past the limit is read, so that an endless line costs no memory.
+        match reader.by_ref().take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
-        let answer = handle(director, &line);
+        if line.len() > MAX_REQUEST {
+            let answer = serde_json::json!({"ok": false, "error": format!("request longer than {MAX_REQUEST} bytes")});
+            let _ = writeln!(writer, "{answer}");
+            return;
+        }
+        let answer = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => handle(director, text.trim_end_matches(['\n', '\r'])),
+            Err(_) => serde_json::json!({"ok": false, "error": "bad request: not UTF-8"}),
+        };
         if writeln!(writer, "{answer}").is_err() {
             return;
         }

@@ -141,6 +141,18 @@ impl ServerArg {
     }
 }
 
+/// The real server a command names, with the port ipvsadm would have sent: for direct
+/// routing and tunnels on an address-and-port service the service's (packets keep their port).
+/// vsd keeps its configuration as ipvsadm rules, which say the same, so a command from a
+/// client other than vsadm saves and reloads as it was applied.
+fn real_of(server: &ServerArg, key: &ServiceKey) -> RealConfig {
+    let mut real = server.real();
+    if real.forward != Forward::Nat && !key.is_fwmark() {
+        real.port = key.port;
+    }
+    real
+}
+
 fn find(config: &mut Config, key: &ServiceKey) -> Option<usize> {
     config.services.iter().position(|s| s.key == *key)
 }
@@ -181,7 +193,7 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
         IpvsCommand::AddServer { service, server } => {
             let key = service.key().ok_or(IpvsError::Invalid)?;
             let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
-            let real = server.real();
+            let real = real_of(server, &key);
             if real.addr.is_ipv6() != service.is_ipv6() && real.forward != Forward::Tunnel {
                 return Err(IpvsError::FamilyMismatch);
             }
@@ -195,7 +207,7 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
         IpvsCommand::EditServer { service, server } => {
             let key = service.key().ok_or(IpvsError::Invalid)?;
             let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
-            let real = server.real();
+            let real = real_of(server, &key);
             if real.addr.is_ipv6() != service.is_ipv6() && real.forward != Forward::Tunnel {
                 return Err(IpvsError::FamilyMismatch);
             }
@@ -209,8 +221,9 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
             let key = service.key().ok_or(IpvsError::Invalid)?;
             let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
             let spec = &mut config.services[i];
+            let port = real_of(server, &key).port;
             let before = spec.reals.len();
-            spec.reals.retain(|r| !(r.addr == server.addr && r.port == server.port));
+            spec.reals.retain(|r| !(r.addr == server.addr && r.port == port));
             if spec.reals.len() == before {
                 return Err(IpvsError::NoDest);
             }
@@ -226,10 +239,87 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
     Ok(())
 }
 
+/// A batch of commands on a copy of `config`, all or none: the configuration they make (its
+/// rules text rewritten, checked by an engine, which judges schedulers and limits), or `None`
+/// when they change nothing (counters and timeouts only), or the index of the failing command
+/// and the kernel's message.
+pub(crate) fn plan(config: &Config, commands: &[IpvsCommand]) -> Result<Option<Config>, (usize, String)> {
+    let mut next = config.clone();
+    for (i, c) in commands.iter().enumerate() {
+        apply(&mut next, c).map_err(|e| (i, e.message().to_owned()))?;
+    }
+    let changes = commands.iter().any(|c| !matches!(c, IpvsCommand::Zero { .. } | IpvsCommand::SetTimeouts { .. }));
+    if !changes {
+        return Ok(None);
+    }
+    next.text = next.save_text();
+    let index = commands.len().saturating_sub(1);
+    super::config::validate(&next.effective(&std::collections::HashMap::new()))
+        .map_err(|e| (index, kernel_message(&e)))?;
+    Ok(Some(next))
+}
+
+/// The kernel's message for an engine refusal (what ipvsadm would print).
+pub(crate) fn kernel_message(e: &str) -> String {
+    if e.contains("unknown scheduler") {
+        IpvsError::NoScheduler.message().to_owned()
+    } else if e.contains("out of range") {
+        IpvsError::Range.message().to_owned()
+    } else {
+        e.to_owned()
+    }
+}
+
 /// The kernel refuses a lower threshold above the upper one (ERANGE).
 fn check_thresholds(real: &RealConfig) -> Result<(), IpvsError> {
     if real.lower_threshold > real.upper_threshold {
         return Err(IpvsError::Range);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> ServiceArg {
+        ServiceArg {
+            proto: "tcp".into(),
+            addr: Some("198.18.0.100".parse().unwrap()),
+            port: 80,
+            fwmark: 0,
+            ipv6: false,
+            scheduler: "rr".into(),
+            persistent: None,
+            netmask: None,
+            ops: false,
+            flags: vec![],
+        }
+    }
+
+    fn server(method: &str, port: u16) -> ServerArg {
+        ServerArg {
+            addr: "198.18.1.9".parse().unwrap(),
+            port,
+            method: method.into(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn a_direct_routing_server_takes_the_service_port_as_ipvsadm_sends_it() {
+        // Found by the control fuzz target: a raw command's DR server kept port 8080, which
+        // the saved rules (ipvsadm's form) turn into 80 on the next reload.
+        let commands = [
+            IpvsCommand::AddService { service: service() },
+            IpvsCommand::AddServer { service: service(), server: server("route", 8080) },
+        ];
+        let next = plan(&Config::default(), &commands).unwrap().unwrap();
+        assert_eq!(next.services[0].reals[0].port, 80);
+        assert_eq!(Config::parse(&next.save_text()).unwrap().services, next.services);
+        let deleted = plan(&next, &[IpvsCommand::DeleteServer { service: service(), server: server("route", 8080) }]);
+        assert!(deleted.unwrap().unwrap().services[0].reals.is_empty());
+    }
 }

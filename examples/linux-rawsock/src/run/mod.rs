@@ -272,19 +272,9 @@ impl Director {
 
     /// IPVS commands (vsadm's), all or none: on a copy of the configuration first.
     pub(crate) fn ipvs(&mut self, commands: &[ipvs::IpvsCommand]) -> Result<(), (usize, String)> {
-        let mut next = self.config.clone();
-        for (i, c) in commands.iter().enumerate() {
-            ipvs::apply(&mut next, c).map_err(|e| (i, e.message().to_owned()))?;
-        }
-        let changes = commands
-            .iter()
-            .any(|c| !matches!(c, ipvs::IpvsCommand::Zero { .. } | ipvs::IpvsCommand::SetTimeouts { .. }));
-        if changes {
-            next.text = next.save_text();
+        if let Some(next) = ipvs::plan(&self.config, commands)? {
             let index = commands.len().saturating_sub(1);
-            // The engine is the judge of schedulers and limits.
-            config::validate(&next.effective(&HashMap::new())).map_err(|e| (index, kernel_message(&e)))?;
-            self.set_rules(&next.text.clone(), "vsadm").map_err(|e| (index, kernel_message(&e)))?;
+            self.set_rules(&next.text, "vsadm").map_err(|e| (index, ipvs::kernel_message(&e)))?;
         }
         for c in commands {
             match c {
@@ -299,17 +289,6 @@ impl Director {
             }
         }
         Ok(())
-    }
-}
-
-/// The kernel's message for an engine refusal (what ipvsadm would print).
-fn kernel_message(e: &str) -> String {
-    if e.contains("unknown scheduler") {
-        ipvs::IpvsError::NoScheduler.message().to_owned()
-    } else if e.contains("out of range") {
-        ipvs::IpvsError::Range.message().to_owned()
-    } else {
-        e.to_owned()
     }
 }
 

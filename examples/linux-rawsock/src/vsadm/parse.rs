@@ -401,7 +401,7 @@ pub(crate) fn service_port(name: &str, proto: Proto) -> Option<u16> {
 
 /// ipvsadm's `parse_service`: `ADDR[:PORT]`, `[V6][:PORT]`, names resolved; `None` when
 /// the address (or a given port) is not valid. The flag says whether a port was given.
-fn parse_endpoint(text: &str, proto: Proto) -> Option<(IpAddr, Option<u16>)> {
+fn parse_endpoint(text: &str, proto: Proto, resolve: Resolver) -> Option<(IpAddr, Option<u16>)> {
     if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -425,7 +425,7 @@ fn parse_endpoint(text: &str, proto: Proto) -> Option<(IpAddr, Option<u16>)> {
     } else {
         match host.parse::<Ipv4Addr>() {
             Ok(a) => IpAddr::V4(a),
-            Err(_) => resolve_v4(host)?,
+            Err(_) => resolve(host)?,
         }
     };
     let port = match port {
@@ -434,6 +434,9 @@ fn parse_endpoint(text: &str, proto: Proto) -> Option<(IpAddr, Option<u16>)> {
     };
     Some((addr, port))
 }
+
+/// How host names become addresses.
+pub(crate) type Resolver = fn(&str) -> Option<IpAddr>;
 
 /// A host name's first IPv4 address through the system resolver.
 fn resolve_v4(host: &str) -> Option<IpAddr> {
@@ -459,8 +462,13 @@ fn parse_v4_mask(text: &str) -> Option<u32> {
 
 const SCHED_FLAG_NAMES: [&str; 7] = ["sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3"];
 
-/// Parses one command line (`args` without the program name).
+/// Parses one command line (`args` without the program name), names resolved by the system.
 pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> {
+    parse_with(program, args, resolve_v4)
+}
+
+/// [`parse`] with names resolved by `resolve`.
+pub(crate) fn parse_with(program: &str, args: &[String], resolve: Resolver) -> Result<Outcome, Refusal> {
     let mut popt = Popt::new(args);
     let first = match popt.next_opt() {
         Ok(Some(o)) => o,
@@ -531,7 +539,7 @@ pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> 
             "t" | "u" => {
                 set(opt::SERVICE)?;
                 p.service.proto = if o.tag == "t" { Proto::Tcp } else { Proto::Udp };
-                let (addr, port) = parse_endpoint(&value, p.service.proto)
+                let (addr, port) = parse_endpoint(&value, p.service.proto, resolve)
                     .ok_or_else(|| fail("illegal virtual server address[:port] specified"))?;
                 p.service.addr = Some(addr);
                 p.service.port = port.unwrap_or(0);
@@ -573,7 +581,7 @@ pub(crate) fn parse(program: &str, args: &[String]) -> Result<Outcome, Refusal> 
             }
             "r" => {
                 set(opt::SERVER)?;
-                let (addr, port) = parse_endpoint(&value, p.service.proto)
+                let (addr, port) = parse_endpoint(&value, p.service.proto, resolve)
                     .ok_or_else(|| fail("illegal real server address[:port] specified"))?;
                 p.server.addr = Some(addr);
                 p.server.port = port.unwrap_or(p.service.port);
