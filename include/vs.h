@@ -133,7 +133,7 @@ typedef struct vs_engine vs_engine;
 /*
  Number of drop reasons (`vs_global_stats.drops`).
  */
-#define VS_DROP_REASONS 12
+#define VS_DROP_REASONS 13
 
 /*
  `vs_addr.family` of an IPv4 address (its 4 bytes first in `bytes`).
@@ -236,9 +236,10 @@ typedef struct {
    */
   uint32_t struct_size;
   /*
-   Packets start with an Ethernet header (else bare IP packets).
+   Packets start with an Ethernet header (else bare IP packets). Flags here are bytes:
+   0 is false, anything else true (a C `bool` stored by a caller reads the same).
    */
-  bool ethernet;
+  uint8_t ethernet;
   /*
    The director's MAC address, the source of every frame it sends.
    */
@@ -246,7 +247,7 @@ typedef struct {
   /*
    `tunnel_v4` holds the outer source address of IPv4 tunnels.
    */
-  bool has_tunnel_v4;
+  uint8_t has_tunnel_v4;
   /*
    Outer source address of IPv4 tunnels (network order).
    */
@@ -254,7 +255,7 @@ typedef struct {
   /*
    `tunnel_v6` holds the outer source address of IPv6 tunnels.
    */
-  bool has_tunnel_v6;
+  uint8_t has_tunnel_v6;
   /*
    Outer source address of IPv6 tunnels.
    */
@@ -270,19 +271,19 @@ typedef struct {
   /*
    Use the secure_tcp state table always.
    */
-  bool secure_tcp;
+  uint8_t secure_tcp;
   /*
    `expire_nodest_conn` sysctl.
    */
-  bool expire_nodest_conn;
+  uint8_t expire_nodest_conn;
   /*
    `expire_quiescent_template` sysctl.
    */
-  bool expire_quiescent_template;
+  uint8_t expire_quiescent_template;
   /*
    Later fragments without a known first fragment go to the host (else are dropped).
    */
-  bool pass_unmatched_fragments;
+  uint8_t pass_unmatched_fragments;
   /*
    `conn_reuse_mode` sysctl (default 1).
    */
@@ -446,7 +447,10 @@ typedef struct {
 
 /*
  A scheduler plugin's table. Every function pointer but `schedule` may be NULL (nothing to
- do). `state` is what `init_service` stored for the service.
+ do). `state` is what `init_service` stored for the service. The functions are declared
+ `C-unwind`: a plugin must not throw, but if a C++ plugin's exception (or a Rust plugin's
+ panic) escapes one, the host's library stops the process (abort) instead of unwinding
+ through frames that cannot be unwound, which would be undefined behaviour.
  */
 typedef struct {
   /*
@@ -568,13 +572,13 @@ typedef struct {
    */
   uint32_t sched_flags;
   /*
-   One-packet scheduling (`-o`).
+   One-packet scheduling (`-o`): 0 off, anything else on.
    */
-  bool one_packet;
+  uint8_t one_packet;
   /*
-   Persistent (`-p`).
+   Persistent (`-p`): 0 off, anything else on.
    */
-  bool persistent;
+  uint8_t persistent;
   /*
    Persistence timeout in seconds (ipvsadm's default is 360).
    */
@@ -898,6 +902,9 @@ extern "C" {
 /*
  Registers the function a panic calls before the library stops (no_std builds only;
  `std` builds return panics as `VS_ERR_PANIC` instead). NULL removes it.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 void vs_set_panic_hook(vs_panic_hook hook, void *user);
 #endif
@@ -905,44 +912,74 @@ void vs_set_panic_hook(vs_panic_hook hook, void *user);
 /*
  Fills `out` with the defaults (Ethernet frames, MAC 02:00:00:00:00:01, MTU 1500, no tunnel
  sources, checksums computed on transmit, IPVS's sysctl defaults, seed 0).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 vs_status vs_engine_config_default(vs_engine_config *out);
 
 /*
  Replaces the settings of a running engine (the seed is kept: it keys the live table).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_engine_configure(vs_engine *engine, const vs_engine_config *config);
 
 /*
  Sets the TCP, TCP FIN-WAIT and UDP timeouts in seconds like `ipvsadm --set tcp tcpfin udp`
  (0 leaves a value unchanged; at most 31 days).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_set_timeouts(vs_engine *engine, uint32_t tcp, uint32_t tcpfin, uint32_t udp);
 
 /*
  Reads the timeouts `ipvsadm -L --timeout` shows (any out-pointer may be NULL).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_get_timeouts(vs_engine *engine, uint32_t *tcp, uint32_t *tcpfin, uint32_t *udp);
 
 /*
  Sets one connection state's timeout in seconds; `state` is a `vs_conn_info.state` value
  (IPVS's state numbers: 1 ESTABLISHED ... 11 UDP).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_set_state_timeout(vs_engine *engine, uint8_t state, uint32_t seconds);
 
 /*
  Reads the defence settings.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_get_defence(vs_engine *engine, vs_defence *out);
 
 /*
  Sets the defence settings (modes above 3 are `VS_ERR_RANGE`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_set_defence(vs_engine *engine, const vs_defence *defence);
 
 /*
  Bytes of memory `vs_engine_init` needs for `limits` (any alignment: the engine aligns
  itself inside, which the count allows for). `limits` and `out_len` must not be NULL.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 vs_status vs_engine_footprint(const vs_limits *limits, size_t *out_len);
 
@@ -962,6 +999,10 @@ vs_status vs_engine_init(uint8_t *memory, size_t len, const vs_limits *limits, c
  Ends an engine from `vs_engine_init`: every service goes (plugin schedulers release their
  state) and the handle is refused afterwards; the memory is the caller's again. An engine
  from `vs_engine_new` is refused with `VS_ERR_INVALID` (use `vs_engine_free`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_engine_fini(vs_engine *engine);
 
@@ -969,6 +1010,9 @@ vs_status vs_engine_fini(vs_engine *engine);
 /*
  Allocates and builds an engine (`std` builds; firmware uses `vs_engine_init`). `config` may
  be NULL for the defaults. Free it with `vs_engine_free`.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 vs_status vs_engine_new(const vs_limits *limits, const vs_engine_config *config, vs_engine **out);
 #endif
@@ -1032,6 +1076,10 @@ vs_status vs_process_burst(vs_engine *engine, vs_packet *packets, vs_verdict *ve
  Forgets the neighbours the engine cached for real servers, so that the next packet to each
  asks the lookup callback again. Call it when the host's neighbour or route table changes;
  otherwise a cached answer is used for at most one second of host time.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_flush_neighbours(vs_engine *engine);
 
@@ -1039,73 +1087,123 @@ vs_status vs_flush_neighbours(vs_engine *engine);
  Expires connections whose timers ran out, visiting at most `budget` table slots from where
  the last sweep stopped, and runs the once-a-second and every-2-s duties (defence levels,
  rate estimation). `expired` (may be NULL) receives how many expired.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_sweep(vs_engine *engine, uint64_t now_ms, size_t budget, size_t *expired);
 
 /*
  Fills `out` with ipvsadm's defaults: wlc, no flags, not persistent (timeout 360 and a full
- mask ready for `persistent = true`).
+ mask ready for `persistent = 1`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 vs_status vs_service_config_default(vs_service_config *out);
 
 /*
  Fills `out` with ipvsadm's defaults for `-a`: NAT, weight 1, no thresholds, address
  unspecified (set `addr` and `port`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them.
  */
 vs_status vs_real_config_default(vs_real_config *out);
 
 /*
  Adds a virtual service (`ipvsadm -A`). `VS_ERR_EXISTS` when it exists,
  `VS_ERR_UNKNOWN_SCHEDULER` for an unknown scheduler name, `VS_ERR_FULL` without a free slot.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_service_add(vs_engine *engine, const vs_service_key *key, const vs_service_config *config);
 
 /*
  Changes a service's scheduler, flags or persistence (`ipvsadm -E`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_service_edit(vs_engine *engine, const vs_service_key *key, const vs_service_config *config);
 
 /*
  Deletes a service (`ipvsadm -D`); its connections drain.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_service_delete(vs_engine *engine, const vs_service_key *key);
 
 /*
  Adds a real server to a service (`ipvsadm -a`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_real_add(vs_engine *engine, const vs_service_key *key, const vs_real_config *real);
 
 /*
  Changes a real server's weight, thresholds or method (`ipvsadm -e`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_real_edit(vs_engine *engine, const vs_service_key *key, const vs_real_config *real);
 
 /*
  Removes a real server (`ipvsadm -d`); its connections drain (or go, with
  `expire_nodest_conn`).
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_real_delete(vs_engine *engine, const vs_service_key *key, const vs_addr *addr, uint16_t port);
 
 /*
  Lists the services into `out` (room for `capacity`, which may be 0 to count): writes up to
  `capacity` entries in service-slot order and sets `*count` to the number of services.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_service_list(vs_engine *engine, vs_service_info *out, size_t capacity, size_t *count);
 
 /*
  Lists a service's real servers (newest first, as ipvsadm does) into `out`, like
  `vs_service_list`.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_real_list(vs_engine *engine, const vs_service_key *key, vs_real_info *out, size_t capacity, size_t *count);
 
 /*
  Zeroes counters and rates (`ipvsadm -Z`): of one service when `key` is non-NULL, else of
  every service and the totals.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_zero_stats(vs_engine *engine, const vs_service_key *key);
 
 /*
  Reads the engine-wide statistics.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_engine_stats(vs_engine *engine, vs_global_stats *out);
 
@@ -1118,6 +1216,10 @@ const char *vs_drop_reason_name(uint8_t reason);
  Lists connection-table entries from `*cursor` (start with 0): writes up to `capacity` into
  `out`, sets `*count` to how many were written and advances `*cursor`; a count of 0 means the
  end. `now_ms` is the host time the expiry countdowns are taken from.
+
+ # Safety
+ Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+ is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
  */
 vs_status vs_conn_list(vs_engine *engine, uint32_t *cursor, uint64_t now_ms, vs_conn_info *out, size_t capacity, size_t *count);
 

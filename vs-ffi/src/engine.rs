@@ -4,12 +4,14 @@
 use vs_proto::conn::ConnTable;
 use vs_proto::engine::{Engine, ServiceSlot};
 
-use crate::boundary::{check_size, guard, ref_in, write_out};
+use crate::boundary::{Versioned, guard, versioned_in, write_out};
 use crate::config::{engine_config_from, vs_engine_config};
 use crate::status::vs_status;
 
 /// Real servers per service (the compiled limit of every service slot).
 pub const VS_MAX_REALS: u32 = 64;
+// One limit: a service holds no more real servers than a plugin call can carry.
+const _: () = assert!(VS_MAX_REALS as usize == vs_plugin::MAX_DESTS);
 
 /// The cache-line alignment of everything placed in caller memory.
 const LINE: usize = 64;
@@ -45,8 +47,13 @@ pub struct vs_engine {
 }
 
 impl vs_engine {
-    pub(crate) fn is_live(&self) -> bool {
-        self.live == LIVE
+    /// True when `engine` carries the live mark, read without a reference to the handle.
+    ///
+    /// # Safety
+    /// `engine` is non-null, aligned and its first 8 bytes are readable.
+    pub(crate) unsafe fn is_live_raw(engine: *const vs_engine) -> bool {
+        // SAFETY: the caller's promise; `live` is the first field.
+        unsafe { (&raw const (*engine).live).read() == LIVE }
     }
 
     /// Ends the engine: its services go, so that external schedulers release their state
@@ -72,8 +79,17 @@ fn round_up(n: usize) -> Option<usize> {
     n.checked_next_multiple_of(LINE)
 }
 
+// SAFETY: `struct_size` first; integers only.
+unsafe impl Versioned for vs_limits {
+    // Version 1: the layout as first published.
+    const FIRST_SIZE: usize = size_of::<vs_limits>();
+    /// Limits have no defaults: a caller's structure too small to give one is out of range.
+    fn defaults() -> Self {
+        vs_limits { struct_size: size_of::<vs_limits>() as u32, max_conns: 0, max_services: 0 }
+    }
+}
+
 fn layout(limits: &vs_limits) -> Result<Layout, vs_status> {
-    check_size::<vs_limits>(limits.struct_size)?;
     let services = usize::try_from(limits.max_services).map_err(|_| vs_status::VS_ERR_RANGE)?;
     let conns = usize::try_from(limits.max_conns).map_err(|_| vs_status::VS_ERR_RANGE)?;
     if services == 0 || services > 1024 || conns == 0 || conns > 1 << 31 {
@@ -89,10 +105,13 @@ fn layout(limits: &vs_limits) -> Result<Layout, vs_status> {
 
 /// Bytes of memory `vs_engine_init` needs for `limits` (any alignment: the engine aligns
 /// itself inside, which the count allows for). `limits` and `out_len` must not be NULL.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_engine_footprint(limits: *const vs_limits, out_len: *mut usize) -> vs_status {
+pub unsafe extern "C" fn vs_engine_footprint(limits: *const vs_limits, out_len: *mut usize) -> vs_status {
     guard(|| {
-        let l = layout(ref_in(limits)?)?;
+        let l = layout(&versioned_in(limits)?)?;
         write_out(out_len, l.total + LINE - 1)
     })
 }
@@ -117,9 +136,9 @@ pub unsafe extern "C" fn vs_engine_init(
         if memory.is_null() || out.is_null() {
             return Err(vs_status::VS_ERR_NULL);
         }
-        let config = if config.is_null() { None } else { Some(*ref_in(config)?) };
+        let config = if config.is_null() { None } else { Some(versioned_in(config)?) };
         // SAFETY: the caller lends `len` bytes at `memory` (this function's contract).
-        let engine = unsafe { place(memory, len, ref_in(limits)?, config, 0)? };
+        let engine = unsafe { place(memory, len, &versioned_in(limits)?, config, 0)? };
         write_out(out, engine)
     })
 }
@@ -141,9 +160,9 @@ unsafe fn place(
     if skip == usize::MAX || len < skip.saturating_add(l.total) {
         return Err(vs_status::VS_ERR_TOO_SMALL);
     }
-    // SAFETY (all below): every offset stays inside the `len` bytes checked above, each part
-    // starts on a 64-byte boundary (enough for its type), and the caller lends the memory
-    // exclusively for the engine's life, which is why the borrows may be 'static.
+    // SAFETY: every offset stays inside the `len` bytes checked above, each part starts on a
+    // 64-byte boundary (enough for its type), and the caller lends the memory exclusively for
+    // the engine's life, which is why the borrows may be 'static.
     unsafe {
         let base = memory.add(skip);
         let services_ptr = base.add(l.services_at).cast::<ServiceSlot<{ VS_MAX_REALS as usize }>>();
@@ -167,8 +186,12 @@ unsafe fn place(
 /// Ends an engine from `vs_engine_init`: every service goes (plugin schedulers release their
 /// state) and the handle is refused afterwards; the memory is the caller's again. An engine
 /// from `vs_engine_new` is refused with `VS_ERR_INVALID` (use `vs_engine_free`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_engine_fini(engine: *mut vs_engine) -> vs_status {
+pub unsafe extern "C" fn vs_engine_fini(engine: *mut vs_engine) -> vs_status {
     crate::boundary::with_engine_any(engine, |e| {
         if e.owned != 0 {
             return Err(vs_status::VS_ERR_INVALID);
@@ -180,9 +203,12 @@ pub extern "C" fn vs_engine_fini(engine: *mut vs_engine) -> vs_status {
 
 /// Allocates and builds an engine (`std` builds; firmware uses `vs_engine_init`). `config` may
 /// be NULL for the defaults. Free it with `vs_engine_free`.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them.
 #[cfg(feature = "std")]
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_engine_new(
+pub unsafe extern "C" fn vs_engine_new(
     limits: *const vs_limits,
     config: *const vs_engine_config,
     out: *mut *mut vs_engine,
@@ -191,8 +217,8 @@ pub extern "C" fn vs_engine_new(
         if out.is_null() {
             return Err(vs_status::VS_ERR_NULL);
         }
-        let limits = ref_in(limits)?;
-        let config = if config.is_null() { None } else { Some(*ref_in(config)?) };
+        let limits = &versioned_in(limits)?;
+        let config = if config.is_null() { None } else { Some(versioned_in(config)?) };
         let total = layout(limits)?.total;
         let alloc_layout = std::alloc::Layout::from_size_align(total, LINE).map_err(|_| vs_status::VS_ERR_RANGE)?;
         // SAFETY: the layout has a non-zero size (the handle alone is).

@@ -8,7 +8,11 @@
 //! hook registered with `vs_set_panic_hook` before it stops.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![allow(non_camel_case_types)] // C names: vs_status, vs_engine, ...
-#![allow(unsafe_code)] // The boundary: raw pointers from C, checked before use.
+#![allow(unsafe_code)]
+// The boundary: raw pointers from C, checked before use.
+// Every entry point that takes a pointer is `unsafe` (the crate is also an rlib, so Rust
+// callers see the contract), and every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod boundary;
 mod config;

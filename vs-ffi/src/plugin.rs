@@ -5,9 +5,10 @@
 use core::ffi::{CStr, c_void};
 
 use vs_plugin::{MAX_DESTS, VS_PLUGIN_ABI_MAJOR, sched_result, vs_sched_dest, vs_sched_ops, vs_sched_packet};
+use vs_sched::registry::MAX_NAME_LEN;
 use vs_sched::{Dest, ExternalOps, ExternalScheduler, PacketInfo, SchedError, SchedParams};
 
-use crate::boundary::{ref_in, with_engine};
+use crate::boundary::with_engine;
 use crate::engine::vs_engine;
 use crate::status::vs_status;
 
@@ -36,27 +37,34 @@ const _: () = assert!(
 /// A plugin's entry point: its operations table for a host of ABI `host_abi_major`, or NULL.
 pub type vs_sched_plugin_entry = Option<unsafe extern "C" fn(host_abi_major: u32) -> *const vs_sched_ops>;
 
-/// Scheduler names are at most this long (IPVS's 16 bytes with the NUL).
-const MAX_NAME: usize = 15;
-
-/// Checks an operations table: ABI major, size, a valid name, `schedule`, NULL reserved slots.
-/// A table that passes stays valid for the process (static, or in a never-unloaded library).
-pub(crate) fn check_ops(ops: &vs_sched_ops) -> Result<(), vs_status> {
-    if ops.abi_major != VS_PLUGIN_ABI_MAJOR {
+/// Checks an operations table: ABI major and size first, read through the raw pointer (a
+/// table built for another ABI may be smaller than ours), then a valid name, `schedule`, NULL
+/// reserved slots. A table that passes stays valid for the process (static, or in a
+/// never-unloaded library), which the caller promises.
+pub(crate) fn checked_ops(ops: *const vs_sched_ops) -> Result<&'static vs_sched_ops, vs_status> {
+    if ops.is_null() {
+        return Err(vs_status::VS_ERR_NULL);
+    }
+    if !ops.is_aligned() {
+        return Err(vs_status::VS_ERR_INVALID);
+    }
+    // SAFETY: non-null and aligned; every version of the table starts with these two u32s.
+    let (abi_major, struct_size) =
+        unsafe { ((&raw const (*ops).abi_major).read(), (&raw const (*ops).struct_size).read()) };
+    if abi_major != VS_PLUGIN_ABI_MAJOR || usize::try_from(struct_size).ok() != Some(size_of::<vs_sched_ops>()) {
         return Err(vs_status::VS_ERR_PLUGIN_ABI);
     }
-    if usize::try_from(ops.struct_size).ok() != Some(size_of::<vs_sched_ops>()) {
-        return Err(vs_status::VS_ERR_PLUGIN_ABI);
-    }
+    // SAFETY: a whole table of our size; the caller promises it lives for the process.
+    let ops: &'static vs_sched_ops = unsafe { &*ops };
     if ops.name.is_null() || ops.schedule.is_none() || ops.reserved.iter().any(|p| !p.is_null()) {
         return Err(vs_status::VS_ERR_INVALID);
     }
     // SAFETY: non-null; the table's owner promises a NUL-terminated name.
     let name = unsafe { CStr::from_ptr(ops.name) }.to_str().map_err(|_| vs_status::VS_ERR_UTF8)?;
-    if name.is_empty() || name.len() > MAX_NAME {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(vs_status::VS_ERR_INVALID);
     }
-    Ok(())
+    Ok(ops)
 }
 
 /// The dispatcher for C tables: `ops` is the address of a table `check_ops` accepted.
@@ -151,11 +159,7 @@ pub(crate) fn external(ops: &'static vs_sched_ops) -> ExternalScheduler {
 /// `ops` must point to a table that outlives the engine.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vs_register_scheduler(engine: *mut vs_engine, ops: *const vs_sched_ops) -> vs_status {
-    with_engine(engine, |e| {
-        let table: &'static vs_sched_ops = ref_in(ops)?;
-        check_ops(table)?;
-        Ok(e.inner.register_scheduler(external(table))?)
-    })
+    with_engine(engine, |e| Ok(e.inner.register_scheduler(external(checked_ops(ops)?))?))
 }
 
 #[cfg(feature = "std")]
@@ -167,7 +171,7 @@ mod loader {
     use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW, Symbol};
     use vs_plugin::{VS_PLUGIN_ABI_MAJOR, vs_sched_ops};
 
-    use super::check_ops;
+    use super::checked_ops;
     use crate::boundary::with_engine;
     use crate::engine::vs_engine;
     use crate::status::vs_status;
@@ -203,9 +207,11 @@ mod loader {
         let ops = unsafe { entry(VS_PLUGIN_ABI_MAJOR) };
         // Never unloaded: the table and its functions live as long as the process.
         std::mem::forget(library);
-        // SAFETY: a non-null table from a library that stays loaded.
-        let ops: &'static vs_sched_ops = unsafe { ops.as_ref() }.ok_or(vs_status::VS_ERR_PLUGIN_ABI)?;
-        check_ops(ops)?;
+        if ops.is_null() {
+            return Err(vs_status::VS_ERR_PLUGIN_ABI);
+        }
+        // The library stays loaded: its table lives for the process.
+        let ops = checked_ops(ops)?;
         loaded.push((path.to_path_buf(), core::ptr::from_ref(ops) as usize));
         Ok(ops)
     }

@@ -199,8 +199,12 @@ pub unsafe extern "C" fn vs_process_burst(
 /// Forgets the neighbours the engine cached for real servers, so that the next packet to each
 /// asks the lookup callback again. Call it when the host's neighbour or route table changes;
 /// otherwise a cached answer is used for at most one second of host time.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_flush_neighbours(engine: *mut vs_engine) -> vs_status {
+pub unsafe extern "C" fn vs_flush_neighbours(engine: *mut vs_engine) -> vs_status {
     with_engine(engine, |e| {
         e.inner.flush_neighbours();
         Ok(())
@@ -210,8 +214,17 @@ pub extern "C" fn vs_flush_neighbours(engine: *mut vs_engine) -> vs_status {
 /// Expires connections whose timers ran out, visiting at most `budget` table slots from where
 /// the last sweep stopped, and runs the once-a-second and every-2-s duties (defence levels,
 /// rate estimation). `expired` (may be NULL) receives how many expired.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_sweep(engine: *mut vs_engine, now_ms: u64, budget: usize, expired: *mut usize) -> vs_status {
+pub unsafe extern "C" fn vs_sweep(
+    engine: *mut vs_engine,
+    now_ms: u64,
+    budget: usize,
+    expired: *mut usize,
+) -> vs_status {
     with_engine(engine, |e| {
         let n = e.inner.sweep(now_ms, budget);
         if expired.is_null() { Ok(()) } else { write_out(expired, n) }

@@ -6,7 +6,7 @@ use vs_proto::conn::Forward;
 use vs_proto::engine::{Persistence, RealConfig, ServiceConfig};
 use vs_sched::SchedFlags;
 
-use crate::boundary::{check_size, ref_in, slice_out, with_engine, write_out};
+use crate::boundary::{Versioned, ref_in, slice_out, versioned_in, with_engine, write_out};
 use crate::engine::vs_engine;
 use crate::status::vs_status;
 use crate::types::{copy_name, vs_addr, vs_counters, vs_rates, vs_service_key};
@@ -27,6 +27,8 @@ pub const VS_SCHED_FLAG_3: u32 = 0x0020;
 
 /// Length of name fields, NUL included.
 pub const VS_NAME_LEN: usize = 16;
+// One limit: the longest scheduler name (the registry's) and its NUL fill a name field.
+const _: () = assert!(VS_NAME_LEN == vs_sched::registry::MAX_NAME_LEN + 1);
 
 /// How a service schedules (`ipvsadm -A/-E`'s options).
 #[repr(C)]
@@ -38,10 +40,10 @@ pub struct vs_service_config {
     pub scheduler: *const c_char,
     /// `VS_SCHED_FLAG_*` bits.
     pub sched_flags: u32,
-    /// One-packet scheduling (`-o`).
-    pub one_packet: bool,
-    /// Persistent (`-p`).
-    pub persistent: bool,
+    /// One-packet scheduling (`-o`): 0 off, anything else on.
+    pub one_packet: u8,
+    /// Persistent (`-p`): 0 off, anything else on.
+    pub persistent: u8,
     /// Persistence timeout in seconds (ipvsadm's default is 360).
     pub persistence_timeout: u32,
     /// Client mask prefix length (`-M`): 32 / 128 = the client address alone.
@@ -90,7 +92,6 @@ fn with_service_config<T>(
     c: &vs_service_config,
     f: impl FnOnce(&ServiceConfig<'_>) -> Result<T, vs_status>,
 ) -> Result<T, vs_status> {
-    check_size::<vs_service_config>(c.struct_size)?;
     let scheduler = if c.scheduler.is_null() {
         "wlc"
     } else {
@@ -98,16 +99,15 @@ fn with_service_config<T>(
         unsafe { CStr::from_ptr(c.scheduler) }.to_str().map_err(|_| vs_status::VS_ERR_UTF8)?
     };
     let flags = SchedFlags::from_bits(c.sched_flags).ok_or(vs_status::VS_ERR_INVALID)?;
-    let persistence = c.persistent.then_some(Persistence {
+    let persistence = (c.persistent != 0).then_some(Persistence {
         timeout_s: c.persistence_timeout,
         prefix_len: c.persistence_prefix,
         ipv4_mask: None,
     });
-    f(&ServiceConfig { scheduler, flags, one_packet: c.one_packet, persistence })
+    f(&ServiceConfig { scheduler, flags, one_packet: c.one_packet != 0, persistence })
 }
 
 fn real_from(c: &vs_real_config) -> Result<RealConfig, vs_status> {
-    check_size::<vs_real_config>(c.struct_size)?;
     Ok(RealConfig {
         addr: crate::types::ip_of(c.addr)?,
         port: c.port,
@@ -127,97 +127,135 @@ fn on_service(
     with_engine(engine, |e| f(&mut e.inner, ref_in(key)?.to_key()?))
 }
 
+// SAFETY: `struct_size` first; integers and a raw pointer only.
+unsafe impl Versioned for vs_service_config {
+    // Version 1: the layout as first published.
+    const FIRST_SIZE: usize = size_of::<vs_service_config>();
+    fn defaults() -> Self {
+        vs_service_config {
+            struct_size: size_of::<vs_service_config>() as u32,
+            scheduler: c"wlc".as_ptr(),
+            sched_flags: 0,
+            one_packet: 0,
+            persistent: 0,
+            persistence_timeout: 360,
+            persistence_prefix: 128,
+        }
+    }
+}
+
+// SAFETY: `struct_size` first; integers and byte arrays only.
+unsafe impl Versioned for vs_real_config {
+    // Version 1: the layout as first published.
+    const FIRST_SIZE: usize = size_of::<vs_real_config>();
+    fn defaults() -> Self {
+        vs_real_config {
+            struct_size: size_of::<vs_real_config>() as u32,
+            addr: vs_addr::default(),
+            port: 0,
+            forward: VS_FWD_NAT,
+            weight: 1,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+}
+
 /// Fills `out` with ipvsadm's defaults: wlc, no flags, not persistent (timeout 360 and a full
-/// mask ready for `persistent = true`).
+/// mask ready for `persistent = 1`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_service_config_default(out: *mut vs_service_config) -> vs_status {
-    crate::boundary::guard(|| {
-        write_out(
-            out,
-            vs_service_config {
-                struct_size: size_of::<vs_service_config>() as u32,
-                scheduler: c"wlc".as_ptr(),
-                sched_flags: 0,
-                one_packet: false,
-                persistent: false,
-                persistence_timeout: 360,
-                persistence_prefix: 128,
-            },
-        )
-    })
+pub unsafe extern "C" fn vs_service_config_default(out: *mut vs_service_config) -> vs_status {
+    crate::boundary::guard(|| write_out(out, vs_service_config::defaults()))
 }
 
 /// Fills `out` with ipvsadm's defaults for `-a`: NAT, weight 1, no thresholds, address
 /// unspecified (set `addr` and `port`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_real_config_default(out: *mut vs_real_config) -> vs_status {
-    crate::boundary::guard(|| {
-        write_out(
-            out,
-            vs_real_config {
-                struct_size: size_of::<vs_real_config>() as u32,
-                addr: vs_addr::default(),
-                port: 0,
-                forward: VS_FWD_NAT,
-                weight: 1,
-                upper_threshold: 0,
-                lower_threshold: 0,
-            },
-        )
-    })
+pub unsafe extern "C" fn vs_real_config_default(out: *mut vs_real_config) -> vs_status {
+    crate::boundary::guard(|| write_out(out, vs_real_config::defaults()))
 }
 
 /// Adds a virtual service (`ipvsadm -A`). `VS_ERR_EXISTS` when it exists,
 /// `VS_ERR_UNKNOWN_SCHEDULER` for an unknown scheduler name, `VS_ERR_FULL` without a free slot.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_service_add(
+pub unsafe extern "C" fn vs_service_add(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     config: *const vs_service_config,
 ) -> vs_status {
-    on_service(engine, key, |e, key| with_service_config(ref_in(config)?, |c| Ok(e.add_service(key, c)?)))
+    on_service(engine, key, |e, key| with_service_config(&versioned_in(config)?, |c| Ok(e.add_service(key, c)?)))
 }
 
 /// Changes a service's scheduler, flags or persistence (`ipvsadm -E`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_service_edit(
+pub unsafe extern "C" fn vs_service_edit(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     config: *const vs_service_config,
 ) -> vs_status {
-    on_service(engine, key, |e, key| with_service_config(ref_in(config)?, |c| Ok(e.edit_service(&key, c)?)))
+    on_service(engine, key, |e, key| with_service_config(&versioned_in(config)?, |c| Ok(e.edit_service(&key, c)?)))
 }
 
 /// Deletes a service (`ipvsadm -D`); its connections drain.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_service_delete(engine: *mut vs_engine, key: *const vs_service_key) -> vs_status {
+pub unsafe extern "C" fn vs_service_delete(engine: *mut vs_engine, key: *const vs_service_key) -> vs_status {
     on_service(engine, key, |e, key| Ok(e.delete_service(&key)?))
 }
 
 /// Adds a real server to a service (`ipvsadm -a`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_real_add(
+pub unsafe extern "C" fn vs_real_add(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     real: *const vs_real_config,
 ) -> vs_status {
-    on_service(engine, key, |e, key| Ok(e.add_real(&key, &real_from(ref_in(real)?)?)?))
+    on_service(engine, key, |e, key| Ok(e.add_real(&key, &real_from(&versioned_in(real)?)?)?))
 }
 
 /// Changes a real server's weight, thresholds or method (`ipvsadm -e`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_real_edit(
+pub unsafe extern "C" fn vs_real_edit(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     real: *const vs_real_config,
 ) -> vs_status {
-    on_service(engine, key, |e, key| Ok(e.edit_real(&key, &real_from(ref_in(real)?)?)?))
+    on_service(engine, key, |e, key| Ok(e.edit_real(&key, &real_from(&versioned_in(real)?)?)?))
 }
 
 /// Removes a real server (`ipvsadm -d`); its connections drain (or go, with
 /// `expire_nodest_conn`).
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_real_delete(
+pub unsafe extern "C" fn vs_real_delete(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     addr: *const vs_addr,
@@ -284,8 +322,12 @@ pub struct vs_real_info {
 
 /// Lists the services into `out` (room for `capacity`, which may be 0 to count): writes up to
 /// `capacity` entries in service-slot order and sets `*count` to the number of services.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_service_list(
+pub unsafe extern "C" fn vs_service_list(
     engine: *mut vs_engine,
     out: *mut vs_service_info,
     capacity: usize,
@@ -318,8 +360,12 @@ pub extern "C" fn vs_service_list(
 
 /// Lists a service's real servers (newest first, as ipvsadm does) into `out`, like
 /// `vs_service_list`.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_real_list(
+pub unsafe extern "C" fn vs_real_list(
     engine: *mut vs_engine,
     key: *const vs_service_key,
     out: *mut vs_real_info,
@@ -356,8 +402,12 @@ pub extern "C" fn vs_real_list(
 
 /// Zeroes counters and rates (`ipvsadm -Z`): of one service when `key` is non-NULL, else of
 /// every service and the totals.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_zero_stats(engine: *mut vs_engine, key: *const vs_service_key) -> vs_status {
+pub unsafe extern "C" fn vs_zero_stats(engine: *mut vs_engine, key: *const vs_service_key) -> vs_status {
     with_engine(engine, |e| {
         let key = if key.is_null() { None } else { Some(ref_in(key)?.to_key()?) };
         e.inner.zero_stats(key.as_ref()).map_err(Into::into)

@@ -11,7 +11,7 @@ use crate::status::vs_status;
 use crate::types::{copy_name, vs_addr, vs_counters, vs_rates};
 
 /// Number of drop reasons (`vs_global_stats.drops`).
-pub const VS_DROP_REASONS: usize = 12;
+pub const VS_DROP_REASONS: usize = 13;
 const _: () = assert!(VS_DROP_REASONS == vs_proto::engine::DROP_REASONS);
 
 /// Engine-wide statistics.
@@ -37,8 +37,12 @@ pub struct vs_global_stats {
 }
 
 /// Reads the engine-wide statistics.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_engine_stats(engine: *mut vs_engine, out: *mut vs_global_stats) -> vs_status {
+pub unsafe extern "C" fn vs_engine_stats(engine: *mut vs_engine, out: *mut vs_global_stats) -> vs_status {
     with_engine(engine, |e| {
         let s = e.inner.stats();
         let table = e.inner.connections();
@@ -97,8 +101,12 @@ pub struct vs_conn_info {
 /// Lists connection-table entries from `*cursor` (start with 0): writes up to `capacity` into
 /// `out`, sets `*count` to how many were written and advances `*cursor`; a count of 0 means the
 /// end. `now_ms` is the host time the expiry countdowns are taken from.
+///
+/// # Safety
+/// Pointer arguments are NULL or valid for the call as the header describes them; `engine`
+/// is a handle from `vs_engine_init` / `vs_engine_new` that no other thread uses meanwhile.
 #[unsafe(no_mangle)]
-pub extern "C" fn vs_conn_list(
+pub unsafe extern "C" fn vs_conn_list(
     engine: *mut vs_engine,
     cursor: *mut u32,
     now_ms: u64,

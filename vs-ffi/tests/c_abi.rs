@@ -43,19 +43,34 @@ const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic
 
 /// Builds the C suite against `link` (the library arguments) and runs it: every check passes.
 fn c_suite(name: &str, link: &[String]) -> u32 {
+    c_suite_with(name, &[], link, &[])
+}
+
+/// As [`c_suite`], with extra compiler flags, and the program run under `runner` (a command
+/// that takes the program as its last argument, e.g. valgrind) when one is given.
+fn c_suite_with(name: &str, cflags: &[&str], link: &[String], runner: &[&str]) -> u32 {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let exe = out_dir.join(name);
     run(Command::new("gcc")
         .args(C_FLAGS)
+        .args(cflags)
         .arg("-I")
         .arg(include_dir())
         .arg(crate_dir().join("tests/c/test_vs.c"))
         .args(link)
         .arg("-o")
         .arg(&exe));
+    let mut cmd = match runner.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
     // cargo puts its own deps directories on LD_LIBRARY_PATH, which outranks the executable's
     // RUNPATH: without this the shared-library run could load a stale libvs_ffi.so from there.
-    let output = run(Command::new(&exe).env_remove("LD_LIBRARY_PATH"));
+    let output = run(cmd.env_remove("LD_LIBRARY_PATH"));
     eprintln!("{name}: {output}");
     let summary = output.lines().last().unwrap_or_default();
     assert!(summary.contains(" 0 failures"), "{name}: {output}");
@@ -64,10 +79,8 @@ fn c_suite(name: &str, link: &[String]) -> u32 {
 
 #[test]
 fn c_suite_against_the_static_library() {
-    let lib = lib_dir().join("libvs_ffi.a");
-    assert!(lib.exists(), "{} not built", lib.display());
-    let link = [lib.display().to_string(), "-lpthread".into(), "-ldl".into(), "-lm".into()];
-    let checks = c_suite("test_vs_static", &link);
+    assert!(lib_dir().join("libvs_ffi.a").exists(), "libvs_ffi.a not built");
+    let checks = c_suite("test_vs_static", &static_link());
     assert!(checks >= 250, "only {checks} checks ran");
 }
 
@@ -77,6 +90,37 @@ fn c_suite_against_the_shared_library() {
     assert!(dir.join("libvs_ffi.so").exists(), "libvs_ffi.so not built");
     let link = [format!("-L{}", dir.display()), "-lvs_ffi".into(), format!("-Wl,-rpath,{}", dir.display())];
     let checks = c_suite("test_vs_shared", &link);
+    assert!(checks >= 250, "only {checks} checks ran");
+}
+
+/// The static library with its system libraries, as a C program links it.
+fn static_link() -> Vec<String> {
+    let lib = lib_dir().join("libvs_ffi.a");
+    vec![lib.display().to_string(), "-lpthread".into(), "-ldl".into(), "-lm".into()]
+}
+
+/// The C suite (misuse included) built with AddressSanitizer and UndefinedBehaviorSanitizer:
+/// any error they find in the C side's use of the library, or in memory the library reads and
+/// writes for C (allocations are the sanitizer's), stops the program and fails the test.
+#[test]
+fn c_suite_under_address_and_undefined_behaviour_sanitizers() {
+    let flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"];
+    // Leak checking stays on: the suite frees what it allocates.
+    let checks = c_suite_with("test_vs_sanitized", &flags, &static_link(), &[]);
+    assert!(checks >= 250, "only {checks} checks ran");
+}
+
+/// The C suite under valgrind's memcheck, which sees every access the library itself makes
+/// (reads past a caller's structure, uninitialised values, leaks): any error fails the run.
+#[test]
+fn c_suite_under_valgrind() {
+    if std::process::Command::new("valgrind").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "valgrind is missing (.ci/run installs it)");
+        eprintln!("SKIP: valgrind is not installed");
+        return;
+    }
+    let runner = ["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite", "-q"];
+    let checks = c_suite_with("test_vs_valgrind", &[], &static_link(), &runner);
     assert!(checks >= 250, "only {checks} checks ran");
 }
 

@@ -74,7 +74,8 @@ impl Drop for Engine {
 fn engine() -> Engine {
     let limits = vs_limits { struct_size: size_of::<vs_limits>() as u32, max_conns: 65536, max_services: 4 };
     let mut e = std::ptr::null_mut();
-    assert_eq!(vs_engine_new(&limits, std::ptr::null(), &mut e), vs_status::VS_OK);
+    // SAFETY: valid limits and out-pointer; no configuration (the defaults).
+    assert_eq!(unsafe { vs_engine_new(&limits, std::ptr::null(), &mut e) }, vs_status::VS_OK);
     Engine(e)
 }
 
@@ -95,11 +96,13 @@ fn key() -> vs_service_key {
 
 fn add_service(e: &Engine, sched: &std::ffi::CStr, weights: &[u32]) {
     let mut sc = std::mem::MaybeUninit::uninit();
-    assert_eq!(vs_service_config_default(sc.as_mut_ptr()), vs_status::VS_OK);
+    // SAFETY: room for one configuration.
+    assert_eq!(unsafe { vs_service_config_default(sc.as_mut_ptr()) }, vs_status::VS_OK);
     // SAFETY: initialised by the call above.
     let mut sc = unsafe { sc.assume_init() };
     sc.scheduler = sched.as_ptr();
-    assert_eq!(vs_service_add(e.0, &key(), &sc), vs_status::VS_OK);
+    // SAFETY: a live engine, a key and a configuration naming a NUL-terminated scheduler.
+    assert_eq!(unsafe { vs_service_add(e.0, &key(), &sc) }, vs_status::VS_OK);
     for (i, &w) in weights.iter().enumerate() {
         set_real(e, i as u8 + 1, Some(w));
     }
@@ -119,9 +122,11 @@ fn set_real(e: &Engine, n: u8, weight: Option<u32>) {
                 upper_threshold: 0,
                 lower_threshold: 0,
             };
-            vs_real_add(e.0, &key(), &rc)
+            // SAFETY: a live engine, a key and a real server.
+            unsafe { vs_real_add(e.0, &key(), &rc) }
         }
-        None => vs_real_delete(e.0, &key(), &addr, 80),
+        // SAFETY: a live engine, a key and an address.
+        None => unsafe { vs_real_delete(e.0, &key(), &addr, 80) },
     };
     assert_eq!(status, vs_status::VS_OK);
 }
@@ -164,7 +169,8 @@ fn rendezvous_keeps_clients_put_when_servers_change() {
     add_service(&e, c"rdv", &[1, 1, 1, 1]);
     let mut services = [std::mem::MaybeUninit::<vs_service_info>::uninit(); 1];
     let mut n = 0;
-    assert_eq!(vs_service_list(e.0, services[0].as_mut_ptr(), 1, &mut n), vs_status::VS_OK);
+    // SAFETY: room for one entry and the count.
+    assert_eq!(unsafe { vs_service_list(e.0, services[0].as_mut_ptr(), 1, &mut n) }, vs_status::VS_OK);
     // SAFETY: one entry written.
     let info = unsafe { services[0].assume_init() };
     // SAFETY: a NUL-terminated name field.
@@ -218,14 +224,16 @@ fn wrandom_draws_by_weight() {
     assert!((850..=1150).contains(&counts[1]) && (2850..=3150).contains(&counts[2]), "{counts:?}");
     // Flags it does not know are refused at service creation.
     let mut sc = std::mem::MaybeUninit::uninit();
-    vs_service_config_default(sc.as_mut_ptr());
+    // SAFETY: room for one configuration.
+    unsafe { vs_service_config_default(sc.as_mut_ptr()) };
     // SAFETY: initialised above.
     let mut sc = unsafe { sc.assume_init() };
     sc.scheduler = c"wrandom".as_ptr();
     sc.sched_flags = VS_SCHED_FLAG_1;
     let mut other = key();
     other.port = 81;
-    assert_eq!(vs_service_add(e.0, &other, &sc), vs_status::VS_ERR_SCHED_PARAMETER);
+    // SAFETY: a live engine, a key and a configuration naming a NUL-terminated scheduler.
+    assert_eq!(unsafe { vs_service_add(e.0, &other, &sc) }, vs_status::VS_ERR_SCHED_PARAMETER);
 }
 
 #[test]
@@ -243,4 +251,44 @@ fn the_loader_refuses_what_is_not_a_current_plugin() {
     assert_eq!(load(&e, &wrandom_plugin(None)), vs_status::VS_ERR_EXISTS);
     // SAFETY: NULL is allowed (and refused).
     assert_eq!(unsafe { vs_load_plugin(e.0, std::ptr::null()) }, vs_status::VS_ERR_NULL);
+}
+
+/// The C++ plugin whose `schedule` throws.
+fn thrower_plugin() -> PathBuf {
+    let out = tmp().join("libvs_sched_thrower.so");
+    run(Command::new("g++")
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared", "-I"])
+        .arg(root().join("include"))
+        .arg(root().join("vs-ffi/tests/cpp/thrower.cpp"))
+        .arg("-o")
+        .arg(&out));
+    out
+}
+
+/// A plugin that throws (C++) stops the process with an abort: its functions are `C-unwind`,
+/// so the exception reaches the library's panic guard, which aborts, instead of unwinding
+/// through frames declared not to unwind (undefined behaviour: with plain `C` declarations
+/// this run happened to abort too, so the test pins the promise rather than catching the old
+/// declarations). Run in a child process.
+#[test]
+fn a_plugin_that_throws_stops_the_process() {
+    const CHILD: &str = "VS_THROWING_PLUGIN_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        let e = engine();
+        assert_eq!(load(&e, &tmp().join("libvs_sched_thrower.so")), vs_status::VS_OK);
+        add_service(&e, c"thrower", &[1]);
+        let verdict = connect(&e, client(1), 1000);
+        eprintln!("survived the exception: {verdict:?}");
+        std::process::exit(0);
+    }
+    thrower_plugin();
+    let out = Command::new(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", "a_plugin_that_throws_stops_the_process", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .output()
+        .expect("run the child");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(6), "not stopped by SIGABRT: {:?}\n{stderr}", out.status);
+    assert!(!stderr.contains("survived"), "{stderr}");
 }

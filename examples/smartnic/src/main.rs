@@ -157,7 +157,8 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
         max_services: config::MAX_SERVICES,
     };
     let mut need = 0usize;
-    let status = vs_ffi::vs_engine_footprint(&limits, &mut need);
+    // SAFETY: valid limits and out-pointer.
+    let status = unsafe { vs_ffi::vs_engine_footprint(&limits, &mut need) };
     if status != vs_status::VS_OK || need != config::ENGINE_FOOTPRINT {
         let reserved = config::ENGINE_FOOTPRINT;
         let _ = writeln!(
@@ -167,14 +168,15 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
         return Err(2);
     }
     let mut cfg = vs_engine_config::default();
-    let status = vs_ffi::vs_engine_config_default(&mut cfg);
+    // SAFETY: a valid out-pointer.
+    let status = unsafe { vs_ffi::vs_engine_config_default(&mut cfg) };
     if status != vs_status::VS_OK {
         return Err(fail("vs_engine_config_default", status));
     }
     cfg.mac = config::MAC;
-    cfg.has_tunnel_v4 = true;
+    cfg.has_tunnel_v4 = 1;
     cfg.tunnel_v4 = config::TUNNEL_V4.octets();
-    cfg.has_tunnel_v6 = true;
+    cfg.has_tunnel_v6 = 1;
     cfg.tunnel_v6 = config::TUNNEL_V6.octets();
     cfg.mtu = config::MTU;
     cfg.checksum = VS_CSUM_TX;
@@ -191,24 +193,28 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
     for s in &config::SERVICES {
         let key = vs_service_key { protocol: if s.tcp { 6 } else { 17 }, addr: addr(s.vip), port: s.port, fwmark: 0 };
         let mut sc = MaybeUninit::<vs_service_config>::uninit();
-        vs_ffi::vs_service_config_default(sc.as_mut_ptr());
+        // SAFETY: room for one configuration.
+        unsafe { vs_ffi::vs_service_config_default(sc.as_mut_ptr()) };
         // SAFETY: vs_service_config_default filled every field.
         let mut sc = unsafe { sc.assume_init() };
         sc.scheduler = s.scheduler_c.as_ptr().cast();
-        let status = vs_ffi::vs_service_add(engine, &key, &sc);
+        // SAFETY: the live engine, a key, and a configuration naming a static scheduler name.
+        let status = unsafe { vs_ffi::vs_service_add(engine, &key, &sc) };
         if status != vs_status::VS_OK {
             return Err(fail("vs_service_add", status));
         }
         for r in s.reals {
             let mut rc = MaybeUninit::<vs_real_config>::uninit();
-            vs_ffi::vs_real_config_default(rc.as_mut_ptr());
+            // SAFETY: room for one configuration.
+            unsafe { vs_ffi::vs_real_config_default(rc.as_mut_ptr()) };
             // SAFETY: vs_real_config_default filled every field.
             let mut rc = unsafe { rc.assume_init() };
             rc.addr = addr(r.addr);
             rc.port = r.port;
             rc.forward = r.forward;
             rc.weight = r.weight;
-            let status = vs_ffi::vs_real_add(engine, &key, &rc);
+            // SAFETY: the live engine, a key and a real server.
+            let status = unsafe { vs_ffi::vs_real_add(engine, &key, &rc) };
             if status != vs_status::VS_OK {
                 return Err(fail("vs_real_add", status));
             }
@@ -219,7 +225,8 @@ fn engine_up() -> Result<*mut vs_engine, i32> {
 
 #[unsafe(no_mangle)]
 extern "C" fn firmware_main() -> i32 {
-    vs_ffi::vs_set_panic_hook(Some(on_panic), core::ptr::null_mut());
+    // SAFETY: a hook that never returns, and no user pointer.
+    unsafe { vs_ffi::vs_set_panic_hook(Some(on_panic), core::ptr::null_mut()) };
     if config::describe(&mut Fd(2)).is_err() {
         return 1;
     }
@@ -286,7 +293,8 @@ extern "C" fn firmware_main() -> i32 {
                 defmt::debug!("packet at {=u64} ms: action {=u8} port {=u16}", now_ms, verdict.action, verdict.port);
             }
             let mut expired = 0usize;
-            vs_ffi::vs_sweep(engine, now_ms, 16, &mut expired);
+            // SAFETY: the live engine, used by this thread only, and an out-pointer.
+            unsafe { vs_ffi::vs_sweep(engine, now_ms, 16, &mut expired) };
             counters.expired += expired as u64;
             if status == vs_status::VS_OK && verdict.action == VS_TRANSMIT {
                 d.head = packet.head as u16;

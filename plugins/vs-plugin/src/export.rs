@@ -8,7 +8,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use vs_sched::{SchedFlags, Scheduler};
 
 use crate::{
-    VS_PLUGIN_ABI_MAJOR, VS_SCHED_BAD_PARAMETER, dests_from_c, sched_code, vs_sched_dest, vs_sched_ops, vs_sched_packet,
+    VS_PLUGIN_ABI_MAJOR, VS_SCHED_BAD_PARAMETER, VS_SCHED_TOO_MANY, dests_from_c, sched_code, vs_sched_dest,
+    vs_sched_ops, vs_sched_packet,
 };
 
 /// A Rust scheduler a plugin exports.
@@ -24,7 +25,7 @@ fn contained<R>(fallback: R, f: impl FnOnce() -> R) -> R {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
-unsafe extern "C" fn init<T: PluginScheduler>(
+unsafe extern "C-unwind" fn init<T: PluginScheduler>(
     state: *mut *mut c_void,
     dests: *const vs_sched_dest,
     count: usize,
@@ -38,7 +39,7 @@ unsafe extern "C" fn init<T: PluginScheduler>(
         let Some(flags) = SchedFlags::from_bits(flags) else { return VS_SCHED_BAD_PARAMETER };
         let mut sched = Box::new(T::create(flags, seed));
         // SAFETY: the host passes `count` destinations.
-        let dests = unsafe { dests_from_c(dests, count) };
+        let Some(dests) = (unsafe { dests_from_c(dests, count) }) else { return VS_SCHED_TOO_MANY };
         let code = sched_code(sched.init_service(&dests));
         if code == 0 {
             // SAFETY: checked non-null; the host provides the slot.
@@ -57,7 +58,7 @@ unsafe fn sched<'a, T>(state: *mut c_void) -> Option<&'a mut T> {
     unsafe { state.cast::<T>().as_mut() }
 }
 
-unsafe extern "C" fn done<T: PluginScheduler>(state: *mut c_void) {
+unsafe extern "C-unwind" fn done<T: PluginScheduler>(state: *mut c_void) {
     contained((), || {
         if !state.is_null() {
             // SAFETY: made by Box::into_raw in init, released once.
@@ -79,14 +80,14 @@ unsafe fn with_dests<T: PluginScheduler>(
 ) -> i32 {
     contained(VS_SCHED_BAD_PARAMETER, || {
         // SAFETY: the caller's promises.
-        let (Some(s), dests) = (unsafe { sched::<T>(state) }, unsafe { dests_from_c(dests, count) }) else {
-            return VS_SCHED_BAD_PARAMETER;
-        };
+        let Some(s) = (unsafe { sched::<T>(state) }) else { return VS_SCHED_BAD_PARAMETER };
+        // SAFETY: the caller's promise.
+        let Some(dests) = (unsafe { dests_from_c(dests, count) }) else { return VS_SCHED_TOO_MANY };
         sched_code(op(s, &dests))
     })
 }
 
-unsafe extern "C" fn add<T: PluginScheduler>(
+unsafe extern "C-unwind" fn add<T: PluginScheduler>(
     state: *mut c_void,
     dests: *const vs_sched_dest,
     count: usize,
@@ -96,7 +97,7 @@ unsafe extern "C" fn add<T: PluginScheduler>(
     unsafe { with_dests::<T>(state, dests, count, |s, d| s.add_dest(d, index)) }
 }
 
-unsafe extern "C" fn del<T: PluginScheduler>(
+unsafe extern "C-unwind" fn del<T: PluginScheduler>(
     state: *mut c_void,
     dests: *const vs_sched_dest,
     count: usize,
@@ -105,7 +106,7 @@ unsafe extern "C" fn del<T: PluginScheduler>(
 ) {
     contained((), || {
         // SAFETY: the host's state, array and removed destination.
-        let (Some(s), dests, Some(removed)) =
+        let (Some(s), Some(dests), Some(removed)) =
             (unsafe { sched::<T>(state) }, unsafe { dests_from_c(dests, count) }, unsafe { removed.as_ref() })
         else {
             return;
@@ -114,7 +115,7 @@ unsafe extern "C" fn del<T: PluginScheduler>(
     });
 }
 
-unsafe extern "C" fn upd<T: PluginScheduler>(
+unsafe extern "C-unwind" fn upd<T: PluginScheduler>(
     state: *mut c_void,
     dests: *const vs_sched_dest,
     count: usize,
@@ -124,7 +125,7 @@ unsafe extern "C" fn upd<T: PluginScheduler>(
     unsafe { with_dests::<T>(state, dests, count, |s, d| s.upd_dest(d, index)) }
 }
 
-unsafe extern "C" fn schedule<T: PluginScheduler>(
+unsafe extern "C-unwind" fn schedule<T: PluginScheduler>(
     state: *mut c_void,
     dests: *const vs_sched_dest,
     count: usize,
@@ -133,7 +134,7 @@ unsafe extern "C" fn schedule<T: PluginScheduler>(
 ) -> i64 {
     contained(-1, || {
         // SAFETY: the host's state, array and packet.
-        let (Some(s), dests, Some(packet)) =
+        let (Some(s), Some(dests), Some(packet)) =
             (unsafe { sched::<T>(state) }, unsafe { dests_from_c(dests, count) }, unsafe { packet.as_ref() })
         else {
             return -1;

@@ -192,7 +192,10 @@ impl vs_sched_packet {
 }
 
 /// A scheduler plugin's table. Every function pointer but `schedule` may be NULL (nothing to
-/// do). `state` is what `init_service` stored for the service.
+/// do). `state` is what `init_service` stored for the service. The functions are declared
+/// `C-unwind`: a plugin must not throw, but if a C++ plugin's exception (or a Rust plugin's
+/// panic) escapes one, the host's library stops the process (abort) instead of unwinding
+/// through frames that cannot be unwound, which would be undefined behaviour.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct vs_sched_ops {
@@ -205,7 +208,7 @@ pub struct vs_sched_ops {
     /// A service starts using the scheduler with these destinations: store the per-service
     /// state in `*state`. `flags` are the service's `VS_SCHED_FLAG_*`, `seed` the engine's.
     pub init_service: Option<
-        unsafe extern "C" fn(
+        unsafe extern "C-unwind" fn(
             state: *mut *mut c_void,
             dests: *const vs_sched_dest,
             count: usize,
@@ -214,14 +217,14 @@ pub struct vs_sched_ops {
         ) -> i32,
     >,
     /// The service stops using it: release `state`.
-    pub done_service: Option<unsafe extern "C" fn(state: *mut c_void)>,
+    pub done_service: Option<unsafe extern "C-unwind" fn(state: *mut c_void)>,
     /// `dests[index]` was just added.
     pub add_dest: Option<
-        unsafe extern "C" fn(state: *mut c_void, dests: *const vs_sched_dest, count: usize, index: usize) -> i32,
+        unsafe extern "C-unwind" fn(state: *mut c_void, dests: *const vs_sched_dest, count: usize, index: usize) -> i32,
     >,
     /// `removed` (which stood at `index`) was just removed; `dests` no longer holds it.
     pub del_dest: Option<
-        unsafe extern "C" fn(
+        unsafe extern "C-unwind" fn(
             state: *mut c_void,
             dests: *const vs_sched_dest,
             count: usize,
@@ -231,11 +234,11 @@ pub struct vs_sched_ops {
     >,
     /// `dests[index]` was edited (weight, thresholds).
     pub upd_dest: Option<
-        unsafe extern "C" fn(state: *mut c_void, dests: *const vs_sched_dest, count: usize, index: usize) -> i32,
+        unsafe extern "C-unwind" fn(state: *mut c_void, dests: *const vs_sched_dest, count: usize, index: usize) -> i32,
     >,
     /// Chooses the destination for a new connection: its index, or -1 for none.
     pub schedule: Option<
-        unsafe extern "C" fn(
+        unsafe extern "C-unwind" fn(
             state: *mut c_void,
             dests: *const vs_sched_dest,
             count: usize,
@@ -280,24 +283,48 @@ pub fn sched_result(code: i32) -> Result<(), SchedError> {
 /// Most destinations a plugin call carries (`VS_MAX_REALS`).
 pub const MAX_DESTS: usize = 64;
 
-/// Rust destinations from a C array (for the plugin side), at most [`MAX_DESTS`].
+/// Rust destinations from a C array (for the plugin side); `None` for more than
+/// [`MAX_DESTS`] (a host that broke the limit gets an error, not a shortened list) or a NULL
+/// array with a count.
 ///
 /// # Safety
 /// `dests` must point to `count` destinations (or `count` be 0).
 #[must_use]
-pub unsafe fn dests_from_c(dests: *const vs_sched_dest, count: usize) -> heapless::Vec<Dest, MAX_DESTS> {
+pub unsafe fn dests_from_c(dests: *const vs_sched_dest, count: usize) -> Option<heapless::Vec<Dest, MAX_DESTS>> {
     let mut out = heapless::Vec::new();
-    if dests.is_null() || count == 0 {
-        return out;
+    if count == 0 {
+        return Some(out);
+    }
+    if dests.is_null() || count > MAX_DESTS {
+        return None;
     }
     // SAFETY: the caller's promise.
     let slice = unsafe { core::slice::from_raw_parts(dests, count) };
-    for d in slice.iter().take(MAX_DESTS) {
-        let _ = out.push(d.to_dest());
+    for d in slice {
+        out.push(d.to_dest()).ok()?;
     }
-    out
+    Some(out)
 }
 
 /// The Rust plugin side (`std`): [`export::PluginScheduler`] and the macro's operations.
 #[cfg(feature = "std")]
 pub mod export;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_list_beyond_the_limit_is_refused_not_shortened() {
+        let dest =
+            vs_sched_dest::from(&Dest::new(vs_sched::DestId(1), core::net::Ipv4Addr::new(198, 18, 1, 1).into(), 80, 1));
+        let many = [dest; MAX_DESTS + 1];
+        // SAFETY: the arrays hold the counts given.
+        unsafe {
+            assert!(dests_from_c(many.as_ptr(), MAX_DESTS + 1).is_none());
+            assert_eq!(dests_from_c(many.as_ptr(), MAX_DESTS).map(|d| d.len()), Some(MAX_DESTS));
+            assert_eq!(dests_from_c(core::ptr::null(), 0).map(|d| d.len()), Some(0));
+            assert!(dests_from_c(core::ptr::null(), 1).is_none());
+        }
+    }
+}

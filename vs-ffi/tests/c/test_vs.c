@@ -518,6 +518,37 @@ static void test_misuse(vs_engine *e) {
     cfg.checksum = 9;
     CHECK_STATUS(vs_engine_configure(e, &cfg), VS_ERR_INVALID);
 
+    /* Versioned structures: the size is read first and nothing past it. A structure smaller
+       than any version, allocated at exactly its size (AddressSanitizer sees any read past
+       it), is refused; a newer caller's larger one is taken when its unknown tail is zero. */
+    size_t short_len = offsetof(vs_engine_config, seed);
+    vs_engine_config *shorter = malloc(short_len);
+    vs_engine_config_default(&cfg);
+    memcpy(shorter, &cfg, short_len);
+    shorter->struct_size = (uint32_t)short_len;
+    CHECK_STATUS(vs_engine_configure(e, shorter), VS_ERR_STRUCT_SIZE);
+    CHECK_STATUS(vs_engine_init(small, sizeof small, &limits, shorter, &out), VS_ERR_STRUCT_SIZE);
+    free(shorter);
+    struct {
+        vs_engine_config config;
+        uint64_t later;
+    } newer;
+    memset(&newer, 0, sizeof newer);
+    vs_engine_config_default(&newer.config);
+    newer.config.struct_size = sizeof newer;
+    CHECK_STATUS(vs_engine_configure(e, &newer.config), VS_OK);
+    newer.later = 1;
+    CHECK_STATUS(vs_engine_configure(e, &newer.config), VS_ERR_STRUCT_SIZE);
+    /* Flags are bytes: any non-zero value is true. */
+    vs_engine_config_default(&cfg);
+    cfg.ethernet = 2;
+    CHECK_STATUS(vs_engine_configure(e, &cfg), VS_OK);
+    /* A foreign object smaller than a handle: refused after its first 8 bytes are read. */
+    uint64_t *foreign = malloc(sizeof *foreign);
+    *foreign = 0x1234;
+    CHECK_STATUS(vs_sweep((vs_engine *)(void *)foreign, 0, 1, NULL), VS_ERR_INVALID);
+    free(foreign);
+
     /* Not an engine: zeroed memory, NULL. */
     static uint64_t fake[512];
     CHECK_STATUS(vs_sweep((vs_engine *)(void *)fake, 0, 1, NULL), VS_ERR_INVALID);
@@ -629,6 +660,12 @@ static void test_static_scheduler(void) {
     wrong = NEWEST;
     wrong.struct_size = 16;
     CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_PLUGIN_ABI);
+    /* A table as small as it says: refused after its first 8 bytes are read. */
+    vs_sched_ops *older = malloc(16);
+    memcpy(older, &NEWEST, 16);
+    older->struct_size = 16;
+    CHECK_STATUS(vs_register_scheduler(e, older), VS_ERR_PLUGIN_ABI);
+    free(older);
     wrong = NEWEST;
     wrong.name = "rr";
     CHECK_STATUS(vs_register_scheduler(e, &wrong), VS_ERR_EXISTS);

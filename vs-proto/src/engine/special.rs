@@ -125,7 +125,10 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             if rw.decrement_hop_limit().is_err() || rw.set_dst_addr(real.0).is_err() {
                 return Some(self.drop(DropReason::TtlExceeded));
             }
-            rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Src, real.0, real.1).ok()?;
+            if rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Src, real.0, real.1).is_err() {
+                // The outer header already changed: never hand this packet to the host.
+                return Some(self.drop(DropReason::BadQuote));
+            }
             return Some(self.send_to(buf, &mut summary, real.0, neighbours));
         }
         // From a real server: the quote is a packet it got, client → real server.
@@ -149,9 +152,74 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             if rw.decrement_hop_limit().is_err() || rw.set_src_addr(virt.0).is_err() {
                 return Some(self.drop(DropReason::TtlExceeded));
             }
-            rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Dst, virt.0, virt.1).ok()?;
+            if rewrite_quoted(buf.data_mut(), &mut summary, QuotedEnd::Dst, virt.0, virt.1).is_err() {
+                // As above.
+                return Some(self.drop(DropReason::BadQuote));
+            }
             return Some(self.send_to(buf, &mut summary, client, neighbours));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::conn::ConnTable;
+    use crate::engine::{RealConfig, ServiceConfig, ServiceKey, ServiceSlot};
+    use crate::wire::{Frame, IcmpError, MacAddr, Segment, icmp_error};
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn frame(src: (IpAddr, u16), dst: (IpAddr, u16), flags: TcpFlags) -> Vec<u8> {
+        let f = Frame { src_mac: MacAddr([2, 0, 0, 0, 0, 1]), dst_mac: MacAddr([2, 0, 0, 0, 0, 2]), src, dst, ttl: 64 };
+        let mut out = vec![0u8; 128];
+        let n = f.write(&mut out, &Segment::Tcp { flags, seq: 1, ack: 1, payload: &[] }).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn a_quote_that_cannot_be_rewritten_after_the_outer_header_was_is_dropped_not_passed() {
+        let mut memory = vec![0u8; ConnTable::footprint(16)];
+        let mut slots: Vec<ServiceSlot<4>> = (0..2).map(|_| ServiceSlot::default()).collect();
+        let table = ConnTable::new(&mut memory, 16, 1).unwrap();
+        let mut e: Engine<'_, 4> = Engine::new(table, &mut slots[..], crate::engine::EngineConfig::default()).unwrap();
+        let (vip, real, client) = (addr("198.18.0.100"), addr("198.18.1.1"), (addr("198.18.5.1"), 40000));
+        let key = ServiceKey::new(IpProtocol::TCP, vip, 80);
+        e.add_service(key, &ServiceConfig::default()).unwrap();
+        e.add_real(
+            &key,
+            &RealConfig { addr: real, port: 8080, forward: Forward::Nat, weight: 1, ..RealConfig::default() },
+        )
+        .unwrap();
+        let neighbours = |_: IpAddr| Some(MacAddr([2, 0, 0, 0, 0, 5]));
+        let syn = frame(client, (vip, 80), TcpFlags::SYN);
+        let mut storage = vec![0u8; 64 + 256];
+        storage[64..64 + syn.len()].copy_from_slice(&syn);
+        let mut buf = PacketBuf::new(&mut storage, 64, syn.len()).unwrap();
+        assert!(matches!(e.process(&mut buf, 0, &neighbours), Verdict::Transmit { .. }));
+        // A router's "too big" about a reply VIP -> client: the director relays it to the real
+        // server, rewriting the outer destination, then the quote.
+        let reply = frame((vip, 80), client, TcpFlags::ACK);
+        let mut storage = vec![0u8; 64 + 256];
+        storage[64..64 + reply.len()].copy_from_slice(&reply);
+        let mut buf = PacketBuf::new(&mut storage, 64, reply.len()).unwrap();
+        let about = Summary::from_ethernet(buf.data()).unwrap();
+        icmp_error(&mut buf, &about, IcmpError::TooBig { mtu: 1400 }, addr("198.18.9.1")).unwrap();
+        let mut summary = Summary::from_ethernet(buf.data()).unwrap();
+        // A quote whose header length runs past the packet (the parser would not produce it:
+        // this stands for any failure of the quote's rewrite after the outer one).
+        if let Some(q) = summary.quoted.as_mut() {
+            q.l4_offset = 4096;
+        }
+        let verdict = e.relay_icmp(&mut buf, &summary, 0, &neighbours);
+        assert_eq!(verdict, Some(Verdict::Drop(DropReason::BadQuote)), "never passed half-rewritten");
     }
 }

@@ -90,6 +90,9 @@ drop_reasons! {
     Defence = "dropped by defence (drop_packet)",
     /// The protocol class (TCP or other) reached its share of the table.
     ClassFull = "protocol class full",
+    /// An ICMP error's quoted packet could not be rewritten after its outer header was (the
+    /// half-changed packet is not handed to the host).
+    BadQuote = "unwritable icmp quote",
 }
 
 /// Number of drop reasons.
