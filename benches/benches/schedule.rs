@@ -1,6 +1,8 @@
 //! Criterion: the cost of one scheduling decision per IPVS scheduler, with 16 and 256 real
-//! servers carrying uneven weights and connection counts. The baseline in the same run is a
-//! plain `Vec` round robin (an index increment), the least work a scheduler can do.
+//! servers carrying uneven weights and connection counts. Two baselines run beside them: the
+//! `maglev` crate's lookup table (Google's Maglev, the algorithm of IPVS's mh) hashing the same
+//! packets' source address, and a plain `Vec` round robin (an index increment), the least work
+//! a scheduler can do.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -44,6 +46,15 @@ fn bench(c: &mut Criterion) {
     for n in [16usize, 256] {
         let mut group = c.benchmark_group(format!("schedule_{n}_dests"));
         let mut next = 0usize;
+        group.bench_function("baseline-maglev-crate", |b| {
+            use maglev::ConsistentHasher;
+            let table = maglev::Maglev::new((0..n as u32).collect::<Vec<_>>());
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                black_box(table.get(&packets[i].src).copied())
+            });
+        });
         group.bench_function("baseline-vec-rr", |b| {
             let dests: Vec<u32> = (0..n as u32).collect();
             b.iter(|| {

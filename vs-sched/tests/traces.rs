@@ -1,6 +1,8 @@
 //! The real kernel is the judge: every scenario recorded from Linux 6.1's IPVS
 //! (`../shared/reference/ipvs-traces/`) and every scenario kept in `tests/scenarios/` runs
-//! through `simulate`'s interpreter and must print exactly the recorded picks.
+//! through `simulate`'s interpreter and must print exactly the expected picks. The repository's
+//! `oracle-*` scenarios were recorded from the kernel; `wrr-432` is the kernel's recorded wrr
+//! period; `rr-basic` is hand-written (its header says why and what it rests on).
 
 #[path = "../examples/simulate/scenario.rs"]
 mod scenario;

@@ -1286,7 +1286,21 @@ mod tests {
         let mut mem = std::boxed::Box::new(AlignedMemory::<{ ConnTable::footprint(128) }>::new());
         let t = ConnTable::new(&mut mem.0, 128, 9).unwrap();
         assert_eq!(t.capacity(), 128);
-        // Bytes per connection slot, all included.
-        assert!(ConnTable::footprint(1 << 20) / (1 << 20) <= 96);
+    }
+
+    #[test]
+    fn memory_per_connection_is_what_the_readme_says() {
+        // README: 88 bytes per connection all in at power-of-two capacities (64 entry, 16
+        // bucket share, 4 free list, 4 template link), at most 104 at other capacities from 2
+        // up (the bucket array is rounded up to a power of two), plus at most 63 bytes of
+        // alignment.
+        for shift in [4, 10, 16, 20, 24] {
+            let capacity = 1usize << shift;
+            assert_eq!(ConnTable::footprint(capacity), 63 + 88 * capacity, "capacity {capacity}");
+        }
+        for capacity in [2, 3, 5, 100, 1000, 1025, 3000, 65_537, 1_000_000, 3 << 20] {
+            let per = (ConnTable::footprint(capacity) - 63) as f64 / capacity as f64;
+            assert!((88.0..=104.0).contains(&per), "capacity {capacity}: {per} bytes per connection");
+        }
     }
 }

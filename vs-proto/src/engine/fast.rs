@@ -12,6 +12,10 @@
 //! fast path also answers "not ours" early: an address filter over every virtual address and
 //! real-server address says when a packet can match no connection and no service, and such a
 //! packet is passed to the host after reading its two addresses.
+//!
+//! Unlike the rest of the engine, this file works on packet bytes and on values read from
+//! them, so the crate's lint against unchecked arithmetic applies here again.
+#![deny(clippy::arithmetic_side_effects)]
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -122,7 +126,7 @@ pub(super) fn plain(data: &[u8], ethernet: bool) -> Option<Plain> {
     Some(Plain {
         l3,
         v6,
-        end: l3 + total,
+        end: l3.saturating_add(total),
         proto,
         flags,
         src,
@@ -166,7 +170,7 @@ impl Plain {
             src: (self.src_addr(), self.sport),
             dst: (self.dst_addr(), self.dport),
             flags: TcpFlags::from_bits_retain(self.flags),
-            length: self.end - self.l3,
+            length: self.end.saturating_sub(self.l3),
         }
     }
 
@@ -366,7 +370,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         };
         let (mac, port) = self.cached_neighbour(dest, real, now, neighbours)?;
         // The server must be available; its counters move with the decision.
-        let bytes = plain.end - plain.l3;
+        let bytes = plain.end.saturating_sub(plain.l3);
         let svc = self.services.as_mut().get_mut(service)?.0.as_mut()?;
         let server = svc.reals.get_mut(slot)?.as_mut().filter(|r| r.available)?;
         // Decided: from here on the packet is changed and counted.
@@ -502,7 +506,7 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             c.clear_no_output();
             c.set_expires(now.wrapping_add(timeout));
         }
-        self.count_fast(service, slot, plain.end - plain.l3, false);
+        self.count_fast(service, slot, plain.end.saturating_sub(plain.l3), false);
         if nat_rewrite(buf.data_mut(), plain, true, &virt_addr, virt_port).is_none() {
             return Some(self.drop(DropReason::NoHeadroom));
         }
@@ -517,7 +521,8 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
             IpAddr::V4(_) => (self.config.tunnel_v4.map(IpAddr::V4)?, 20),
             IpAddr::V6(_) => (self.config.tunnel_v6.map(IpAddr::V6)?, 40),
         };
-        let fits = plain.end - plain.l3 + outer_len <= usize::from(self.config.mtu) && buf.headroom() >= outer_len;
+        let fits = plain.end.saturating_sub(plain.l3).saturating_add(outer_len) <= usize::from(self.config.mtu)
+            && buf.headroom() >= outer_len;
         fits.then_some(outer)
     }
 
@@ -598,15 +603,15 @@ fn add_to_checksum(check: u16, delta: u64) -> u16 {
     // `delta` is a sum of at most a dozen 32-bit words (below 2^36). Fold 64 bits to 32 with
     // the carry added back, then 32 to 16 by adding the word to itself rotated: the high half
     // of that sum is the one's-complement sum of the two halves, end-around carry included.
-    let sum = u64::from(!check) + delta;
+    let sum = u64::from(!check).wrapping_add(delta);
     let (low, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
-    let folded = low + u32::from(carry);
+    let folded = low.wrapping_add(u32::from(carry));
     !((folded.wrapping_add(folded.rotate_left(16)) >> 16) as u16)
 }
 
 /// The one's-complement change from `old` to `new` 4-byte words.
 fn delta32(old: &[u8; 4], new: &[u8; 4]) -> u64 {
-    u64::from(!u32::from_be_bytes(*old)) + u64::from(u32::from_be_bytes(*new))
+    u64::from(!u32::from_be_bytes(*old)).wrapping_add(u64::from(u32::from_be_bytes(*new)))
 }
 
 /// Replaces a 4-byte field with `new` and returns the change.
@@ -629,13 +634,9 @@ fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], po
         let field = field.first_chunk_mut::<16>()?;
         // The 128-bit change as four 32-bit words: their one's-complement sum folds to the
         // same 16-bit value as the eight 16-bit words'.
-        let words = |x: u128| {
-            u64::from((x >> 96) as u32)
-                + u64::from((x >> 64) as u32)
-                + u64::from((x >> 32) as u32)
-                + u64::from(x as u32)
-        };
-        let delta = words(!u128::from_be_bytes(*field)) + words(u128::from_be_bytes(*addr));
+        let words =
+            |x: u128| [x >> 96, x >> 64, x >> 32, x].iter().fold(0u64, |sum, w| sum.wrapping_add(u64::from(*w as u32)));
+        let delta = words(!u128::from_be_bytes(*field)).wrapping_add(words(u128::from_be_bytes(*addr)));
         *field = *addr;
         (delta, l4)
     } else {
@@ -645,14 +646,14 @@ fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], po
         head[8] = head[8].wrapping_sub(1);
         let check = u16::from_be_bytes([head[10], head[11]]);
         // The header checksum: the address and the TTL word (down by 0x0100).
-        [head[10], head[11]] = add_to_checksum(check, delta + u64::from(!0x0100u16)).to_be_bytes();
+        [head[10], head[11]] = add_to_checksum(check, delta.wrapping_add(u64::from(!0x0100u16))).to_be_bytes();
         (delta, l4)
     };
     let ports = l4.first_chunk_mut::<8>()?;
     let field = if source { ports.first_chunk_mut::<2>()? } else { ports.get_mut(2..)?.first_chunk_mut::<2>()? };
     let old_port = u16::from_be_bytes(*field);
     *field = port.to_be_bytes();
-    delta += u64::from(!old_port) + u64::from(port);
+    delta = delta.wrapping_add(u64::from(!old_port)).wrapping_add(u64::from(port));
     if plain.proto == 6 {
         let tcp = l4.first_chunk_mut::<20>()?;
         let check = u16::from_be_bytes([tcp[16], tcp[17]]);
@@ -668,6 +669,7 @@ fn nat_rewrite(data: &mut [u8], plain: &Plain, source: bool, addr: &[u8; 16], po
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)] // Tests compute addresses and expected values freely.
 mod tests {
     extern crate std;
     use super::*;

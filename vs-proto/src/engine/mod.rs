@@ -17,7 +17,8 @@
 //!
 //! The arithmetic here is on indices bounded at initialisation (services × real servers ≤ 2^16),
 //! on wrapping counters and on tick values; the wire-layer lints against arithmetic and `as`
-//! are relaxed for this module accordingly. Packet bytes are only touched through `wire`.
+//! are relaxed for this module accordingly. Packet bytes are touched through `wire`, and by the
+//! fast path (`fast.rs`), where the arithmetic lint is denied again.
 #![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::cast_possible_truncation)]
 
 pub mod defence;
