@@ -7,7 +7,7 @@ mod live;
 
 use std::time::Duration;
 
-use live::{Topo, tally};
+use live::{Topo, held_connection, release, tally};
 
 fn rules(scheduler: &str, extra: &str, weights: [u32; 3]) -> String {
     let mut r = format!("-A -t 198.18.0.100:80 -s {scheduler} {extra}\n");
@@ -19,48 +19,6 @@ fn rules(scheduler: &str, extra: &str, weights: [u32; 3]) -> String {
 
 /// Client addresses besides 198.18.0.1, for the schedulers that hash the client.
 const CLIENTS: [&str; 6] = ["198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.5", "198.18.0.6", "198.18.0.7"];
-
-/// Opens a connection to the VIP that stays idle until `go` exists, then sends a request and
-/// writes the answer's body to `out`.
-fn held_connection(topo: &mut Topo, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let go = topo.work.join(format!("{name}.go"));
-    let out = topo.work.join(format!("{name}.out"));
-    let ready = topo.work.join(format!("{name}.ready"));
-    let script = format!(
-        "import socket, os, time\n\
-         s = socket.create_connection(('198.18.0.100', 80), timeout=30)\n\
-         open('{ready}', 'w').close()\n\
-         while not os.path.exists('{go}'):\n    time.sleep(0.05)\n\
-         s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
-         data = b''\n\
-         while True:\n    chunk = s.recv(4096)\n    if not chunk: break\n    data += chunk\n\
-         open('{out}', 'w').write(data.split(b'\\r\\n\\r\\n', 1)[-1].decode().strip())\n",
-        ready = ready.display(),
-        go = go.display(),
-        out = out.display()
-    );
-    topo.spawn("client", &["python3", "-c", &script]);
-    for _ in 0..100 {
-        if ready.exists() {
-            return (go, out);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("held connection {name} did not open:\n{}", topo.log());
-}
-
-fn release(go: &std::path::Path, out: &std::path::Path) -> String {
-    std::fs::write(go, "").unwrap();
-    for _ in 0..100 {
-        if let Ok(body) = std::fs::read_to_string(out)
-            && !body.is_empty()
-        {
-            return body;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    "(no answer)".to_owned()
-}
 
 #[test]
 fn schedulers_persistence_quiesce_delete_and_reloads() {

@@ -276,8 +276,10 @@ impl ConnRow {
     }
 }
 
-/// A request line.
+/// A request line. Fields it does not know are refused, not ignored: a misspelt or foreign
+/// request must not be carried out as some other one.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Request {
     pub(crate) op: String,
     #[serde(default)]

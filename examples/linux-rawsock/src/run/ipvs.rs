@@ -14,6 +14,7 @@ use super::config::{Config, ServiceSpec};
 
 /// A service as a command names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ServiceArg {
     /// "tcp" or "udp" (ignored for firewall marks).
     pub(crate) proto: String,
@@ -32,6 +33,7 @@ pub(crate) struct ServiceArg {
 
 /// A real server as a command names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ServerArg {
     pub(crate) addr: IpAddr,
     pub(crate) port: u16,
@@ -44,12 +46,13 @@ pub(crate) struct ServerArg {
 
 /// One IPVS command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "kebab-case")]
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub(crate) enum IpvsCommand {
     AddService { service: ServiceArg },
     EditService { service: ServiceArg },
     DeleteService { service: ServiceArg },
-    Flush,
+    // A struct variant, so that unknown fields beside the tag are refused as for the others.
+    Flush {},
     AddServer { service: ServiceArg, server: ServerArg },
     EditServer { service: ServiceArg, server: ServerArg },
     DeleteServer { service: ServiceArg, server: ServerArg },
@@ -189,7 +192,7 @@ pub(crate) fn apply(config: &mut Config, command: &IpvsCommand) -> Result<(), Ip
             let i = find(config, &key).ok_or(IpvsError::NoService)?;
             config.services.remove(i);
         }
-        IpvsCommand::Flush => config.services.clear(),
+        IpvsCommand::Flush {} => config.services.clear(),
         IpvsCommand::AddServer { service, server } => {
             let key = service.key().ok_or(IpvsError::Invalid)?;
             let i = find(config, &key).ok_or(IpvsError::ServiceNotDefined)?;
@@ -306,6 +309,20 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
         }
+    }
+
+    #[test]
+    fn requests_with_fields_nobody_defined_are_refused() {
+        use super::super::control::decode;
+        assert!(decode(r#"{"op":"ipvs","commands":[{"command":"flush"}]}"#).is_ok());
+        // An unknown field beside a command (even one without fields), in a service, or in
+        // the request: refused rather than carried out as a different request.
+        assert!(decode(r#"{"op":"ipvs","commands":[{"command":"flush","service":1}]}"#).is_err());
+        let mut service = serde_json::to_value(service()).unwrap();
+        service["weight"] = 3.into();
+        let request = serde_json::json!({"op": "ipvs", "commands": [{"command": "add-service", "service": service}]});
+        assert!(decode(&request.to_string()).is_err());
+        assert!(decode(r#"{"op":"zero","rule":"x"}"#).is_err());
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn ipvs_command(p: &Parsed) -> Option<IpvsCommand> {
         Command::AddService => IpvsCommand::AddService { service },
         Command::EditService => IpvsCommand::EditService { service },
         Command::DeleteService => IpvsCommand::DeleteService { service },
-        Command::Flush => IpvsCommand::Flush,
+        Command::Flush => IpvsCommand::Flush {},
         Command::AddServer => IpvsCommand::AddServer { service, server: server_arg(p)? },
         Command::EditServer => IpvsCommand::EditServer { service, server: server_arg(p)? },
         Command::DeleteServer => IpvsCommand::DeleteServer { service, server: server_arg(p)? },
