@@ -89,6 +89,10 @@ fn schedulers_persistence_quiesce_delete_and_reloads() {
     let err = topo.set_rules("-A -t 198.18.0.100:80 -s nosuch\n").unwrap_err();
     assert!(err.contains("unknown scheduler"), "{err}");
     assert_eq!(topo.listing(), before);
+    // ... and the old rules keep serving.
+    let t = tally(&topo.http("http://198.18.0.100/", 4, None));
+    assert_eq!(t.get("rs3"), Some(&4), "after a refused reload: {t:?}");
+    let before = topo.listing();
 
     // SIGHUP: a broken file is refused (logged, old rules kept); a good one is applied.
     std::fs::write(topo.work.join("rules"), "-A -t 198.18.0.100:80 -s rr\n-a -t nonsense\n").unwrap();
