@@ -2,7 +2,7 @@
 # Run every fuzz target (or the ones named after SECONDS) for SECONDS each (default 60).
 # Corpora live in fuzz/corpus/TARGET (not committed) and are seeded on first use:
 # - parse: the frames of the capture corpus (../shared/pcaps, when present);
-# - engine: starts empty (its input is structured; libFuzzer grows it quickly);
+# - engine, cabi: start empty (their inputs are structured; libFuzzer grows them quickly);
 # - rules, control: fuzz/seeds/TARGET;
 # - vsadm: every ipvsadm command line recorded from the real ipvsadm
 #   (examples/linux-rawsock/tests/ipvsadm/sequences.txt), words separated by NUL bytes.
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(parse engine rules control vsadm)
+[ ${#targets[@]} -gt 0 ] || targets=(parse engine rules control vsadm cabi)
 pcaps=${VS_PCAPS:-../shared/pcaps/tcpdump}
 
 seed() { # TARGET
