@@ -263,6 +263,44 @@ fn not_for_a_service_passes_and_only_syn_opens() {
 }
 
 #[test]
+fn nothing_that_does_not_belong_is_relayed() {
+    // One NAT connection, client 1 -> VIP -> rs1, established.
+    let mut lab = Lab::new("rr", Forward::Nat, &[1, 2], 64);
+    let c = client(1);
+    let real = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::SYN, b""), 0).1;
+    let server = summary(&real).dst.unwrap();
+    let other = if server == rs(1) { rs(2) } else { rs(1) };
+    lab.send(&frame((server, 8080), c, IpProtocol::TCP, TcpFlags::SYN | TcpFlags::ACK, b""), 1);
+    lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::ACK, b""), 2);
+    let passed = |lab: &mut Lab, f: Vec<u8>, what: &str| {
+        let (v, out) = lab.send(&f, 3);
+        assert_eq!(v, Verdict::Pass, "{what}");
+        assert_eq!(out, f, "{what}: handed to the host unchanged");
+    };
+    // "Replies" from hosts that are not this connection's real server, or to another port.
+    passed(&mut lab, frame((other, 8080), c, IpProtocol::TCP, TcpFlags::ACK, b"forged"), "another real server");
+    passed(&mut lab, frame((v4(198, 18, 1, 99), 8080), c, IpProtocol::TCP, TcpFlags::ACK, b"x"), "a stranger");
+    passed(&mut lab, frame((server, 8081), c, IpProtocol::TCP, TcpFlags::ACK, b"x"), "the real server, another port");
+    passed(
+        &mut lab,
+        frame((server, 8080), (c.0, c.1 + 1), IpProtocol::TCP, TcpFlags::ACK, b"x"),
+        "another client port",
+    );
+    // Mid-stream packets of connections the director does not know (IPVS schedules SYNs only).
+    for flags in [TcpFlags::ACK, TcpFlags::ACK | TcpFlags::PSH, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::RST] {
+        passed(&mut lab, frame(client(9), vip(), IpProtocol::TCP, flags, b"mid-stream"), "unknown connection");
+    }
+    // Packets to addresses that are no service's, and to a VIP's other ports.
+    passed(&mut lab, frame(c, (server, 8080), IpProtocol::TCP, TcpFlags::SYN, b""), "straight to a real server");
+    passed(&mut lab, frame(c, (vip().0, 81), IpProtocol::TCP, TcpFlags::SYN, b""), "a port of the VIP with no service");
+    // The connection itself still works, and nothing above was counted as its traffic.
+    let (v, _) = lab.send(&frame(c, vip(), IpProtocol::TCP, TcpFlags::ACK, b"real"), 4);
+    assert_eq!(v, Verdict::Transmit { next_hop: server, port: 0 });
+    let stats = *lab.engine.service(&lab.tcp_key()).unwrap().stats();
+    assert_eq!((stats.in_packets, stats.out_packets), (3, 1), "only the connection's packets");
+}
+
+#[test]
 fn no_real_server_answers_port_unreachable() {
     let mut lab = Lab::new("rr", Forward::Nat, &[1], 64);
     lab.engine
