@@ -1,34 +1,18 @@
 //! The engine on full conversations: NAT, DR and TUN, IPv4 and IPv6, TCP and UDP; states,
 //! counters, timeouts, quiescing and deletion, table-full refusal, and no allocation.
 
+#[path = "common/counting.rs"]
+mod counting;
+
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 
 use common::{CLIENT_MAC, DIRECTOR_MAC, checksums_ok, frame};
+use counting::allocations;
 use vs_proto::conn::{ConnState, ConnTable, Forward};
 use vs_proto::engine::{DropReason, Engine, EngineConfig, RealConfig, ServiceConfig, ServiceKey, ServiceSlot, Verdict};
 use vs_proto::wire::{IpProtocol, MacAddr, PacketBuf, Summary, TcpFlags};
-
-struct Counting;
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const RS_MAC: MacAddr = MacAddr([0x02, 0x5e, 0, 0, 0, 1]);
 const HEADROOM: usize = 64;
@@ -463,7 +447,7 @@ fn processing_does_not_allocate() {
         .map(|n| frame((v4(198, 18, 6, n), 1000 + u16::from(n)), vip(), IpProtocol::TCP, TcpFlags::SYN, b""))
         .collect();
     let mut storage = vec![0u8; 2048];
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     for (i, f) in frames.iter().enumerate() {
         storage[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         let mut buf = PacketBuf::new(&mut storage, HEADROOM, f.len()).unwrap();
@@ -471,7 +455,7 @@ fn processing_does_not_allocate() {
         assert!(matches!(v, Verdict::Transmit { .. }));
     }
     lab.engine.sweep(10_000_000, 1024);
-    assert_eq!(ALLOCATIONS.with(Cell::get), before, "the packet path allocated");
+    assert_eq!(allocations(), before, "the packet path allocated");
 }
 
 #[test]

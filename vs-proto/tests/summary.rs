@@ -1,41 +1,18 @@
 //! The one-pass summary on crafted packets: every field of the flow, partial results on errors,
 //! ICMP errors with their quoted packet, fragments, tunnels, and no allocation anywhere.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+#[path = "common/counting.rs"]
+mod counting;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use counting::allocations;
 use vs_proto::wire::{
     ChecksumCaps, Error, Fragment, IcmpHeader, IpProtocol, Ipv4Header, Ipv6Header, L3, PacketBuf, Rewriter, Summary,
     TcpFlags, TunnelHeader, decapsulate, encapsulate,
 };
 use zerocopy::IntoBytes;
 use zerocopy::byteorder::network_endian::U16;
-
-/// Counts allocations per thread (tests run in parallel; only this thread's count matters).
-struct Counting;
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
     let h = Ipv4Header::new(Ipv4Addr::from(src), Ipv4Addr::from(dst), proto, 64, u16::try_from(l4.len()).unwrap());

@@ -3,7 +3,7 @@
 //! the output.
 
 mod common;
-use common::run_tshark;
+use common::{tshark_fields as tshark, write_pcap};
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -36,27 +36,6 @@ fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: TcpFlags, payload: usi
     f
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut out = vec![];
-    for v in [
-        0xa1b2_c3d4u32.to_le_bytes().to_vec(),
-        vec![2, 0, 4, 0],
-        vec![0; 8],
-        65535u32.to_le_bytes().to_vec(),
-        1u32.to_le_bytes().to_vec(),
-    ] {
-        out.extend_from_slice(&v);
-    }
-    for (i, f) in frames.iter().enumerate() {
-        out.extend_from_slice(&(1 + i as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vsd-parity-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,28 +60,6 @@ fn replay(dir: &Path, rules: &str, frames: &[Vec<u8>]) -> (PathBuf, String) {
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
     assert!(result.status.success(), "{stderr}");
     (out, stderr)
-}
-
-fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
-    let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-n",
-        "-r",
-        path.to_str().unwrap(),
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-T",
-        "fields",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = run_tshark(&mut cmd)?;
-    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
 }
 
 const VIP: (u8, u8) = (0, 100);

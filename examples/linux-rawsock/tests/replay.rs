@@ -3,7 +3,7 @@
 //! connections 10/10/10 over three real servers.
 
 mod common;
-use common::run_tshark;
+use common::tshark_fields as tshark;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,18 +24,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// tshark's view of a capture: one row per frame.
-fn tshark(path: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-n", "-r", path.to_str().unwrap(), "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"]);
-    cmd.args(["-T", "fields", "-E", "separator=/t"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = run_tshark(&mut cmd)?;
-    Some(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect())
 }
 
 #[test]
