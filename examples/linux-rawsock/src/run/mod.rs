@@ -66,6 +66,38 @@ pub(crate) struct RunOptions {
     /// Seed of the connection hash (default: from the OS).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
+    /// Flood defence as IPVS's sysctls of the same names: 0 never, 1 automatic (on while the
+    /// table is above `--amemthresh`), 3 always. `drop_entry` drops random entries that are
+    /// not established.
+    #[arg(long = "drop-entry", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub(crate) drop_entry: u8,
+    /// `drop_packet`: drops new-connection packets (one in `--am-droprate` with mode 3).
+    #[arg(long = "drop-packet", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub(crate) drop_packet: u8,
+    /// `secure_tcp`: the stricter TCP state table with shorter timeouts.
+    #[arg(long = "secure-tcp", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub(crate) secure_tcp: u8,
+    /// `am_droprate`.
+    #[arg(long = "am-droprate", default_value_t = 10)]
+    pub(crate) am_droprate: u32,
+    /// Connections per packet thread above which the table counts as under pressure (the
+    /// kernel's low-memory threshold; default 3/4 of `--conn-capacity`).
+    #[arg(long)]
+    pub(crate) amemthresh: Option<usize>,
+}
+
+impl RunOptions {
+    /// The engine's defence settings from the options.
+    pub(crate) fn defence(&self) -> vs_proto::engine::Defence {
+        vs_proto::engine::Defence {
+            threshold: self.amemthresh.unwrap_or(0),
+            drop_entry: self.drop_entry,
+            drop_packet: self.drop_packet,
+            secure_tcp: self.secure_tcp,
+            am_droprate: self.am_droprate,
+            ..vs_proto::engine::Defence::default()
+        }
+    }
 }
 
 /// The control plane's view of the running director.
@@ -426,6 +458,7 @@ pub(crate) fn run(options: RunOptions) -> Result<(), String> {
             index,
             ports: Arc::clone(&ports),
             capacity: options.conn_capacity,
+            defence: options.defence(),
             seed,
             tunnel,
             fanout: fanout.clone(),

@@ -76,6 +76,7 @@ pub(crate) struct Setup {
     pub(crate) index: usize,
     pub(crate) ports: Arc<Vec<Port>>,
     pub(crate) capacity: usize,
+    pub(crate) defence: vs_proto::engine::Defence,
     pub(crate) seed: u64,
     pub(crate) tunnel: (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>),
     /// PACKET_FANOUT group ids, one per port, when there are several threads.
@@ -117,6 +118,7 @@ pub(crate) fn run(setup: Setup, ready: Sender<Result<String, String>>) {
         tunnel_v4: setup.tunnel.0,
         tunnel_v6: setup.tunnel.1,
         seed: setup.seed ^ (setup.index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        defence: setup.defence,
         ..EngineConfig::default()
     };
     let mut engine: Engine<'_, REALS> = match Engine::new(table, &mut slots[..], engine_config) {
