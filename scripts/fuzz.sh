@@ -55,5 +55,5 @@ for t in "${targets[@]}"; do
         echo "fuzz: $t failed (crash inputs, if any, are in fuzz/artifacts/$t)"
         exit 1
     fi
-    grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added|INFO: Loaded [0-9]+ modules)' "$log" || true
+    grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)|DONE +cov' "$log" || true
 done

@@ -147,6 +147,13 @@ impl Topo {
         panic!("vsd did not start: {}", self.log());
     }
 
+    /// vsd's resident memory in KiB (`VmRSS`), while it runs.
+    pub(crate) fn vsd_rss_kib(&self) -> Option<u64> {
+        let pid = self.vsd.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+    }
+
     /// Sends SIGHUP or SIGTERM to vsd.
     pub(crate) fn signal(&self, signal: i32) {
         if let Some(child) = &self.vsd {
