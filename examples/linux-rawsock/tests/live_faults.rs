@@ -384,3 +384,32 @@ fn a_soak_of_configuration_changes_under_load_fails_no_request() {
     );
     assert_eq!(topo.listing().len(), 1, "back to the one service");
 }
+
+#[test]
+fn only_virtual_addresses_are_answered_for() {
+    live_or_skip!("only_virtual_addresses_are_answered_for");
+    let mut topo = Topo::up("nat", "vsf6-");
+    topo.start_vsd(RULES, &["--iface", "d0", "--iface", "d1"]);
+    // ARP requests from the client's side for the VIP, an unused address of the client network
+    // and a real server behind the director: only the VIP may be answered (vsd answers for
+    // VIPs; it set proxy_arp=0, so the kernel does not answer for what it routes).
+    let script = "import socket, struct, time\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))\n\
+         s.bind(('c0', 0))\n\
+         mac = s.getsockname()[4]\n\
+         for target in ['198.18.0.100', '198.18.0.77', '198.18.1.1']:\n\
+         \x20   arp = struct.pack('!HHBBH6s4s6s4s', 1, 0x0800, 6, 4, 1, mac, socket.inet_aton('198.18.0.1'), b'\\0' * 6, socket.inet_aton(target))\n\
+         \x20   s.send(b'\\xff' * 6 + mac + b'\\x08\\x06' + arp)\n\
+         s.settimeout(0.2)\n\
+         answered, end = set(), time.time() + 1.5\n\
+         while time.time() < end:\n\
+         \x20   try:\n\
+         \x20       f = s.recv(128)\n\
+         \x20   except socket.timeout:\n\
+         \x20       continue\n\
+         \x20   if len(f) >= 42 and f[20:22] == b'\\x00\\x02':\n\
+         \x20       answered.add(socket.inet_ntoa(f[28:32]))\n\
+         print(' '.join(sorted(answered)))\n";
+    let answered = topo.ns_ok("client", &["python3", "-c", script]);
+    assert_eq!(answered.trim(), "198.18.0.100", "ARP answers");
+}
