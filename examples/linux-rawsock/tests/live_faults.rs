@@ -125,7 +125,9 @@ fn a_real_server_killed_under_load_is_quiesced_and_the_others_keep_serving() {
         took.as_millis()
     );
     assert!(requests.len() >= 100, "a thin load: {} requests", requests.len());
-    assert!(took <= Duration::from_millis(2500), "quiesced after {took:?}");
+    // Within interval × fall (600 ms), plus up to 300 ms for the probe itself, this side's
+    // 20 ms polling of the listing and the change reaching the packet threads.
+    assert!(took <= Duration::from_millis(900), "quiesced after {took:?}");
     // Before the kill nothing failed; afterwards only the kill-to-quiesce window may have lost
     // requests (those rr gave rs2), with 300 ms for the change to reach the packet threads.
     for (t, answer) in &requests {

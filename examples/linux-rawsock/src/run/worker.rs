@@ -376,31 +376,7 @@ impl Thread {
     /// A client's frames to a VIP tell its (or its router's) link address: kept until the
     /// kernel's neighbour table has it, so that the first reply need not wait for ARP.
     fn learn(&mut self, port: usize, data: &[u8]) {
-        let (src, dst) = match data.get(12..14) {
-            Some([0x08, 0x00]) => match (data.get(26..30), data.get(30..34)) {
-                (Some(s), Some(d)) => (
-                    IpAddr::from(<[u8; 4]>::try_from(s).unwrap_or_default()),
-                    IpAddr::from(<[u8; 4]>::try_from(d).unwrap_or_default()),
-                ),
-                _ => return,
-            },
-            Some([0x86, 0xdd]) => match (data.get(22..38), data.get(38..54)) {
-                (Some(s), Some(d)) => (
-                    IpAddr::from(<[u8; 16]>::try_from(s).unwrap_or_default()),
-                    IpAddr::from(<[u8; 16]>::try_from(d).unwrap_or_default()),
-                ),
-                _ => return,
-            },
-            _ => return,
-        };
-        if !self.vips.contains(&dst) || self.learned.contains_key(&src) {
-            return;
-        }
-        let Some(mac) = data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) else { return };
-        if self.learned.len() >= LEARNED_MAX {
-            self.learned.clear();
-        }
-        self.learned.insert(src, (MacAddr(mac), port as u16));
+        learn(&mut self.learned, &self.vips, port, data);
     }
 
     /// Runs the queued frames through the engine and queues what it transmits.
@@ -476,4 +452,61 @@ fn finish_offload(frame: &mut [u8], rx: VnetHdr) -> VnetHdr {
 
 fn is_neighbour_solicitation(data: &[u8]) -> bool {
     data.get(12..14) == Some(&[0x86, 0xdd]) && data.get(20) == Some(&58) && data.get(54) == Some(&135)
+}
+
+/// Learns a client's link address from its frame to a VIP into `learned`, which holds at most
+/// `LEARNED_MAX` addresses (it starts over when full: a flood of spoofed sources cannot grow it).
+fn learn(learned: &mut HashMap<IpAddr, (MacAddr, u16)>, vips: &[IpAddr], port: usize, data: &[u8]) {
+    let (src, dst) = match data.get(12..14) {
+        Some([0x08, 0x00]) => match (data.get(26..30), data.get(30..34)) {
+            (Some(s), Some(d)) => (
+                IpAddr::from(<[u8; 4]>::try_from(s).unwrap_or_default()),
+                IpAddr::from(<[u8; 4]>::try_from(d).unwrap_or_default()),
+            ),
+            _ => return,
+        },
+        Some([0x86, 0xdd]) => match (data.get(22..38), data.get(38..54)) {
+            (Some(s), Some(d)) => (
+                IpAddr::from(<[u8; 16]>::try_from(s).unwrap_or_default()),
+                IpAddr::from(<[u8; 16]>::try_from(d).unwrap_or_default()),
+            ),
+            _ => return,
+        },
+        _ => return,
+    };
+    if !vips.contains(&dst) || learned.contains_key(&src) {
+        return;
+    }
+    let Some(mac) = data.get(6..12).and_then(|m| <[u8; 6]>::try_from(m).ok()) else { return };
+    if learned.len() >= LEARNED_MAX {
+        learned.clear();
+    }
+    learned.insert(src, (MacAddr(mac), port as u16));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learnt_client_addresses_are_bounded_and_only_from_frames_to_a_vip() {
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let mut learned = HashMap::new();
+        let mut frame = [0u8; 34];
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 7]);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[30..34].copy_from_slice(&[198, 18, 0, 100]);
+        // A flood from more spoofed sources than the map holds.
+        for i in 0..(LEARNED_MAX as u32 + 10_000) {
+            frame[26..30].copy_from_slice(&(0xC613_0000u32.wrapping_add(i)).to_be_bytes());
+            learn(&mut learned, &[vip], 0, &frame);
+            assert!(learned.len() <= LEARNED_MAX);
+        }
+        assert!(!learned.is_empty());
+        // A frame to an address that is no VIP teaches nothing.
+        learned.clear();
+        frame[30..34].copy_from_slice(&[198, 18, 0, 77]);
+        learn(&mut learned, &[vip], 0, &frame);
+        assert!(learned.is_empty());
+    }
 }
