@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapNGPacketBlock;
 use pcap_parser::{LegacyPcapBlock, Linktype, PcapBlockOwned, PcapError, PcapHeader, ToVec, create_reader};
+use vs_proto::wire::cooked::{LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, cooked_as_ethernet};
 
 /// One captured frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,40 +29,20 @@ fn link_and_fcs(field: i32) -> (i32, usize) {
     ((field & 0xffff) as i32, fcs)
 }
 
-/// LINKTYPE_LINUX_SLL and LINKTYPE_LINUX_SLL2: Linux "cooked" captures (`tcpdump -i any`).
-const LINUX_SLL: i32 = 113;
-const LINUX_SLL2: i32 = 276;
-/// The packet type of a frame the capturing host sent (PACKET_OUTGOING).
-const OUTGOING: u16 = 4;
-
-/// An Ethernet frame for a cooked-capture record: the sender's address when it is a MAC, no
-/// destination (the engine does not read it), the protocol as the EtherType. `None` for frames
-/// the capturing host sent (vsd never sees its own output) and records too short.
+/// An Ethernet frame for a cooked-capture record (`tcpdump -i any`); `None` for frames the
+/// capturing host sent (vsd never sees its own output) and records too short.
 fn from_cooked(linktype: i32, data: &[u8]) -> Option<Vec<u8>> {
-    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let (pkttype, halen, addr, protocol, header) = match linktype {
-        LINUX_SLL => (be16(0)?, be16(4)?, data.get(6..14)?, be16(14)?, 16),
-        _ => (u16::from(*data.get(10)?), u16::from(*data.get(11)?), data.get(12..20)?, be16(0)?, 20),
-    };
-    if pkttype == OUTGOING {
-        return None;
-    }
-    let mut frame = vec![0u8; 14];
-    if halen == 6 {
-        frame[6..12].copy_from_slice(addr.get(..6)?);
-    }
-    frame[12..14].copy_from_slice(&protocol.to_be_bytes());
-    frame.extend_from_slice(data.get(header..)?);
-    Some(frame)
+    let record = cooked_as_ethernet(u32::try_from(linktype).ok()?, data).filter(|r| !r.outgoing)?;
+    Some([&record.ethernet[..], data.get(record.payload_at..)?].concat())
 }
 
 /// A record as the engine takes it: Ethernet frames as they are (without a trailing FCS),
 /// cooked captures turned into Ethernet; `None` to skip (see [`from_cooked`]).
 fn normalise(linktype: i32, fcs: usize, data: &[u8]) -> Option<(i32, Vec<u8>)> {
     let data = data.get(..data.len().saturating_sub(fcs))?;
-    match linktype {
-        LINUX_SLL | LINUX_SLL2 => from_cooked(linktype, data).map(|f| (1, f)),
-        other => Some((other, data.to_vec())),
+    match u32::try_from(linktype) {
+        Ok(LINKTYPE_LINUX_SLL | LINKTYPE_LINUX_SLL2) => from_cooked(linktype, data).map(|f| (1, f)),
+        _ => Some((linktype, data.to_vec())),
     }
 }
 

@@ -31,23 +31,10 @@ impl Link {
     }
 }
 
-/// A Linux cooked capture record (LINKTYPE_LINUX_SLL 113, LINUX_SLL2 276, as `tcpdump -i any`
-/// writes) as an Ethernet frame: the sender's MAC when the record names one, no destination,
-/// the protocol as the EtherType. `None` for other link types or records too short.
-fn cooked_as_ethernet(linktype: Linktype, data: &[u8]) -> Option<Vec<u8>> {
-    let be16 = |at: usize| data.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let (halen, addr, protocol, header) = match linktype.0 {
-        113 => (be16(4)?, data.get(6..14)?, be16(14)?, 16),
-        276 => (u16::from(*data.get(11)?), data.get(12..20)?, be16(0)?, 20),
-        _ => return None,
-    };
-    let mut frame = vec![0u8; 14];
-    if halen == 6 {
-        frame[6..12].copy_from_slice(addr.get(..6)?);
-    }
-    frame[12..14].copy_from_slice(&protocol.to_be_bytes());
-    frame.extend_from_slice(data.get(header..)?);
-    Some(frame)
+/// A cooked-capture record as an Ethernet frame (see [`vs_proto::wire::cooked`]).
+fn cooked_frame(linktype: Linktype, data: &[u8]) -> Option<Vec<u8>> {
+    let record = vs_proto::wire::cooked_as_ethernet(u32::try_from(linktype.0).ok()?, data)?;
+    Some([&record.ethernet[..], data.get(record.payload_at..)?].concat())
 }
 
 /// Calls `each(frame_number, link, bytes)` for every packet record of a pcap or pcapng file, in
@@ -98,7 +85,7 @@ pub(crate) fn for_each_frame(
                 };
                 if let Some((linktype, data)) = record {
                     frame += 1;
-                    match cooked_as_ethernet(linktype, data) {
+                    match cooked_frame(linktype, data) {
                         Some(ethernet) => each(frame, Ok(Link::Ethernet), &ethernet),
                         None => each(frame, Link::from_linktype(linktype).ok_or(linktype), data),
                     }

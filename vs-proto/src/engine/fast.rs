@@ -397,7 +397,9 @@ impl<'a, const D: usize, M: TableMemory, S: AsRef<[ServiceSlot<D>]> + AsMut<[Ser
         now_ms: u64,
         neighbours: &impl super::Neighbours,
     ) -> Option<Verdict> {
-        if self.conns.lookup_in_raw(&plain.source_key(), plain.dst, plain.dport).is_some() {
+        // A UDP datagram only gets here after `fast_path`'s in-lookup missed; a SYN was not
+        // looked up there (it cannot take the established path).
+        if plain.proto != 17 && self.conns.lookup_in_raw(&plain.source_key(), plain.dst, plain.dport).is_some() {
             // A SYN on a known connection (retransmitted, or reusing the entry).
             return None;
         }
